@@ -1,0 +1,40 @@
+# Two entry points: `make demo` and `make test`. Both set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test venv dataset clean bench
+
+demo: venv dataset
+	$(VENV)/bin/netcut demo
+
+test: venv dataset
+	$(PY) -m pytest -q
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The real Fashion-MNIST ships as a Debian package; install it when we can (root), else say how.
+dataset:
+	@if [ -f $(FMNIST) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = "0" ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+		|| echo "warning: could not install dataset-fashion-mnist; fashion-mnist runs will fail"; \
+	else \
+		echo "Fashion-MNIST is missing; install it with: sudo apt-get install -y dataset-fashion-mnist"; \
+	fi
+
+bench: venv dataset
+	$(PY) benchmarks/latency_estimators.py
+	$(PY) benchmarks/retraining.py
+	$(PY) benchmarks/netcut_vs_exhaustive.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

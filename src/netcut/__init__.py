@@ -1,0 +1,35 @@
+"""netcut: cut pretrained CNNs into trimmed networks and pick the most accurate one that meets a deadline.
+
+Importing netcut is light: heavy modules (torch, onnxruntime, matplotlib) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from netcut._version import __version__
+
+# public name -> module that defines it; resolved lazily so `import netcut` stays cheap
+_EXPORTS = {
+    "load_backbone": "netcut.backbones",
+    "from_module": "netcut.backbones",
+    "Backbone": "netcut.backbones",
+    "trace": "netcut.graph",
+    "find_cuts": "netcut.graph",
+    "build_prefix": "netcut.graph",
+    "trim": "netcut.trim",
+    "TrimmedNetwork": "netcut.trim",
+    "CutPoint": "netcut.types",
+    "HeadSpec": "netcut.types",
+    "LatencyStats": "netcut.types",
+    "NetcutError": "netcut.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'netcut' has no attribute {name!r}")

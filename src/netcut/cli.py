@@ -1,0 +1,180 @@
+"""netcut command line: parse, call the API, print. Errors become one paragraph and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from netcut import errors
+from netcut._version import __version__
+
+EPILOG = """examples:
+  netcut models
+  netcut cuts efficientnet_lite0
+  netcut cuts torchvision:resnet18 --granularity layer --input-size 160 --json
+  netcut profile efficientnet_lite0 --backend onnxruntime --measure-all --out lite0.json
+  netcut explore --models efficientnet_lite0,efficientnet_lite1 --data fashion-mnist --deadline 8,12
+  netcut report runs/latest && netcut export runs/latest --format onnx --out winner.onnx
+
+exit codes: 0 ok, 1 internal error (a bug), 2 bad input, 3 no candidate meets the deadline, 130 interrupted"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="built-in name, torchvision:NAME, timm:NAME or py:FILE.py:NAME")
+    p.add_argument("--weights", default=None,
+                   help="DEFAULT (download), none (random) or a state_dict PATH; built-ins default to their "
+                        "packaged ImageNet weights, others to none")
+    p.add_argument("--input-size", type=_positive_int, default=None, help="square input side in px (default: native)")
+    p.add_argument("--granularity", choices=["block", "layer"], default="block",
+                   help="block: ends of blocks/stages (default); layer: every legal point")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with our documented usage code and a fix hint."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"netcut: error: {message}\n  fix: see `{self.prog} --help`\n")
+        sys.exit(errors.EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to render --help in docs)."""
+    parser = _Parser(prog="netcut", description="Cut pretrained CNNs into trimmed networks (TRNs) and find the most "
+                     "accurate one that meets a latency deadline on your device.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"netcut {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("models", help="list the built-in backbones", epilog="example:\n  netcut models --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("cuts", help="list the legal cut points of a backbone",
+                       epilog="examples:\n  netcut cuts efficientnet_lite0\n"
+                              "  netcut cuts torchvision:mobilenet_v2 --granularity layer --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list (name, shape [C,H,W], params, macs)")
+    p.set_defaults(handler=cmd_cuts)
+
+    p = sub.add_parser("demo", help="run the demo (what `make demo` runs)")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output has no terminal width; keep tables readable instead of squeezing them to 80 columns
+    width = None if stream.isatty() else 140
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the built-in backbones."""
+    from netcut.backbones import BUILTINS
+
+    rows = [{"name": n, "input_size": s.input_size, "weights": "imagenet (offline, " + s.package.replace("_", "-") + ")",
+             "description": s.description} for n, s in BUILTINS.items()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="built-in backbones (pretrained on ImageNet, available offline)")
+    for column in ("name", "input", "weights", "description"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], str(r["input_size"]), r["weights"], r["description"])
+    console = _console()
+    console.print(table)
+    console.print("Also: torchvision:NAME (e.g. torchvision:resnet18), timm:NAME (e.g. timm:mobilenetv3_large_100), "
+                  "py:FILE.py:NAME (your own nn.Module). Add --weights DEFAULT|none|PATH.")
+    return 0
+
+
+def _human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+def cmd_cuts(args: argparse.Namespace) -> int:
+    """List the legal cut points of a backbone."""
+    from netcut.backbones import load_backbone
+    from netcut.graph import find_cuts, trace
+
+    backbone = load_backbone(args.model, args.weights)
+    traced = trace(backbone, args.input_size)
+    cuts = find_cuts(traced, args.granularity)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cuts], indent=2))
+        return 0
+    from rich.table import Table
+
+    full = cuts[-1]
+    table = Table(title=f"{backbone.name} @ {traced.input_size}px: {len(cuts)} {args.granularity} cut points")
+    for column, justify in (("#", "right"), ("cut", "left"), ("C×H×W", "right"), ("params", "right"),
+                            ("MACs", "right"), ("% MACs", "right"), ("op", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for i, c in enumerate(cuts):
+        share = 100.0 * c.macs / full.macs if full.macs else 0.0
+        name = c.name + (" (full)" if c.is_full else "")
+        table.add_row(str(i), name, "×".join(map(str, c.shape)), _human(c.params), _human(c.macs), f"{share:.0f}%", c.op)
+    _console().print(table)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo."""
+    from netcut.demo import run_walkthrough
+
+    run_walkthrough(_console())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `netcut` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return errors.EXIT_USAGE
+    try:
+        return int(args.handler(args) or 0)
+    except errors.NetcutError as exc:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"netcut: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("netcut: interrupted; finished work is saved, run the same command again to resume\n")
+        return errors.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so briefly, with how to get details
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"netcut: internal error: {type(exc).__name__}: {str(exc)[:300]}\n"
+                         "  fix: rerun with --debug for the traceback and report it\n")
+        return errors.EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

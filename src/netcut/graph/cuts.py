@@ -1,0 +1,195 @@
+"""Legal cut points: nodes where one 4-D tensor carries everything the rest of the network needs."""
+
+from __future__ import annotations
+
+from torch import fx, nn
+
+from netcut.errors import NetcutError
+from netcut.graph.trace import TracedNetwork
+from netcut.types import CutPoint
+
+GRANULARITIES = ("block", "layer")
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# Adaptive pools only shape features for the old classifier, and the new head pools globally itself:
+# cutting there adds nothing (or, like VGG's 7x7 pool on a small input, up-samples).
+_ADAPTIVE_POOLS = {"AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "SelectAdaptivePool2d", "adaptive_avg_pool2d",
+                   "adaptive_max_pool2d", "AdaptiveAvgPool"}
+_HEAVY = {"Conv2d", "Conv2dSame", "Linear", "conv2d", "linear", "StdConv2d", "StdConv2dSame", "ScaledStdConv2d"}
+_FEATURE_END = _ADAPTIVE_POOLS | {"mean", "flatten", "Flatten"}
+
+
+def _data_nodes(nodes: list[fx.Node]) -> set[fx.Node]:
+    """Nodes whose value depends on the input image (parameters and constants do not)."""
+    data: set[fx.Node] = set()
+    for node in nodes:
+        if node.op == "placeholder" or any(a in data for a in node.all_input_nodes):
+            data.add(node)
+    return data
+
+
+def _legal_nodes(traced: TracedNetwork) -> list[fx.Node]:
+    """Sweep the graph once: a node is legal if it is the only data value crossing the boundary after it."""
+    nodes = traced.nodes
+    position = {n: i for i, n in enumerate(nodes)}
+    data = _data_nodes(nodes)
+    last_use = {n: max((position[u] for u in n.users), default=position[n]) for n in nodes}
+    live: set[fx.Node] = set()
+    legal = []
+    for i, node in enumerate(nodes):
+        for source in node.all_input_nodes:
+            if last_use[source] <= i:
+                live.discard(source)
+        if node in data and last_use[node] > i:
+            live.add(node)
+        info = traced.info[traced.names[node]]
+        if node.op in ("placeholder", "output") or live != {node}:
+            continue  # (a squeeze-excitation pool lands here: its input is still live)
+        if info.op in _ADAPTIVE_POOLS:
+            break  # the backbone's own global pool: what follows belongs to its old classifier
+        if info.shape is None or len(info.shape) != 3:
+            continue
+        if info.op == "mean" and info.shape[1:] == (1, 1):
+            continue
+        legal.append(node)
+    return legal
+
+
+def _is_container(module: nn.Module | None) -> bool:
+    """A list of blocks or layers (a stage, VGG's features), as opposed to a conv-bn-act Sequential (one block)."""
+    if not isinstance(module, _CONTAINERS):
+        return False
+    children = list(module.children())
+    composite = any(next(c.children(), None) is not None for c in children)
+    weighted = sum(isinstance(c, (nn.modules.conv._ConvNd, nn.Linear)) for c in children)
+    return composite or weighted >= 2
+
+
+def _unit_scopes(traced: TracedNetwork) -> set[str]:
+    """Scopes that are blocks: non-container modules directly inside a container or the root, spanning ≥2 nodes."""
+    modules = dict(traced.backbone.model.named_modules())  # the original: GraphModule loses container types
+    counts: dict[str, int] = {}
+    for node in traced.nodes:
+        parts = _path(traced, node).split(".") if _path(traced, node) else []
+        for depth in range(1, len(parts) + 1):
+            scope = ".".join(parts[:depth])
+            counts[scope] = counts.get(scope, 0) + 1
+    units = set()
+    for scope, count in counts.items():
+        module = modules.get(scope)
+        if module is None or count < 2 or _is_container(module):
+            continue
+        parent_name = scope.rpartition(".")[0]
+        if not parent_name or _is_container(modules.get(parent_name)):
+            units.add(scope)
+    return units
+
+
+def _path(traced: TracedNetwork, node: fx.Node) -> str:
+    """The module path a node belongs to (the module itself for call_module nodes)."""
+    if node.op == "call_module":
+        return str(node.target)
+    return traced.info[traced.names[node]].scope
+
+
+def _outermost_unit(path: str, units: set[str]) -> str | None:
+    parts = path.split(".") if path else []
+    for depth in range(1, len(parts) + 1):
+        scope = ".".join(parts[:depth])
+        if scope in units:
+            return scope
+    return None
+
+
+def _within(path: str, scope: str) -> bool:
+    return path == scope or path.startswith(scope + ".")
+
+
+def _block_ends(traced: TracedNetwork, legal: list[fx.Node]) -> set[fx.Node]:
+    """Legal nodes that end a block, or that end a run of plain layers right before a heavy op or a block."""
+    units = _unit_scopes(traced)
+    data = [n for n in traced.nodes if n.op != "get_attr"]
+    following = {n: (data[i + 1] if i + 1 < len(data) else None) for i, n in enumerate(data)}
+    ends = set()
+    for node in legal:
+        path = _path(traced, node)
+        unit = _outermost_unit(path, units)
+        nxt = following.get(node)
+        if unit is not None:
+            if nxt is None or nxt.op == "output" or not _within(_path(traced, nxt), unit):
+                ends.add(node)
+            continue
+        if nxt is None or nxt.op == "output":
+            ends.add(node)
+            continue
+        nxt_info = traced.info[traced.names[nxt]]
+        if _outermost_unit(_path(traced, nxt), units) is not None or nxt_info.op in _HEAVY | _FEATURE_END:
+            ends.add(node)
+    return ends
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    seen: set[fx.Node] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        stack.extend(current.all_input_nodes)
+    return seen
+
+
+def _prefix_cost(traced: TracedNetwork, node: fx.Node) -> tuple[int, int]:
+    """(parameters, MACs) of everything the node depends on, counting shared parameters once."""
+    modules = dict(traced.graph_module.named_modules())
+    params: dict[int, int] = {}
+    macs = 0
+    for ancestor in _ancestors(node):
+        macs += traced.info[traced.names[ancestor]].macs
+        if ancestor.op == "call_module":
+            for p in modules[ancestor.target].parameters():
+                params[id(p)] = p.numel()
+        elif ancestor.op == "get_attr":
+            value = traced.graph_module
+            for attr in str(ancestor.target).split("."):
+                value = getattr(value, attr)
+            if isinstance(value, nn.Parameter):
+                params[id(value)] = value.numel()
+    return sum(params.values()), macs
+
+
+def find_cuts(traced: TracedNetwork, granularity: str = "block") -> list[CutPoint]:
+    """Enumerate the legal cut points of a traced backbone, in network order."""
+    if granularity not in GRANULARITIES:
+        raise NetcutError(f"unknown granularity {granularity!r}", "use --granularity block or layer")
+    legal = _legal_nodes(traced)
+    if not legal:
+        raise NetcutError(
+            f"{traced.backbone.name} has no legal cut point (no node carries a single 4-D tensor)",
+            "netcut cuts convolutional image networks; check that the model takes an image batch",
+        )
+    ends = _block_ends(traced, legal)
+    deepest = legal[-1]
+    ends.add(deepest)
+    cuts = []
+    for index, node in enumerate(legal):
+        if granularity == "block" and node not in ends:
+            continue
+        params, macs = _prefix_cost(traced, node)
+        info = traced.info[traced.names[node]]
+        cuts.append(CutPoint(
+            name=traced.names[node], index=index, shape=tuple(info.shape),  # type: ignore[arg-type]
+            params=params, macs=macs, op=info.op, is_block_end=node in ends, is_full=node is deepest,
+        ))
+    return cuts
+
+
+def resolve_cut(cuts: list[CutPoint], name: str) -> CutPoint:
+    """Find a cut by name (or 'full' for the deepest), with a helpful error."""
+    if name in ("full", "last"):
+        return cuts[-1]
+    for cut in cuts:
+        if cut.name == name:
+            return cut
+    names = ", ".join(c.name for c in cuts[:6])
+    raise NetcutError(f"{name!r} is not a legal cut point", f"choose one of: {names}, ... (see `netcut cuts MODEL`)")

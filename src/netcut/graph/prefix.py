@@ -1,0 +1,65 @@
+"""Build prefixes (the backbone up to a cut) by output rewrite plus dead-code elimination."""
+
+from __future__ import annotations
+
+from torch import fx
+
+from netcut.graph.trace import TracedNetwork
+
+
+def _copy_until(traced: TracedNetwork, targets: list[fx.Node]) -> tuple[fx.Graph, dict[fx.Node, fx.Node]]:
+    position = {n: i for i, n in enumerate(traced.nodes)}
+    last = max(position[t] for t in targets)
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for node in traced.nodes[: last + 1]:
+        env[node] = graph.node_copy(node, lambda n: env[n])
+    return graph, env
+
+
+def build_prefix(traced: TracedNetwork, cut_name: str) -> fx.GraphModule:
+    """The backbone up to `cut_name`; it keeps only the modules and parameters that node needs.
+
+    The prefix shares parameters with the backbone (cheap); deep-copy it before changing weights.
+    """
+    target = traced.node(cut_name)
+    graph, env = _copy_until(traced, [target])
+    graph.output(env[target])
+    return _finish(traced, graph, "Prefix")
+
+
+def build_extractor(traced: TracedNetwork, cut_names: list[str]) -> fx.GraphModule:
+    """One module whose forward returns the activations at all `cut_names` (a tuple, same order) in one pass."""
+    targets = [traced.node(name) for name in cut_names]
+    graph, env = _copy_until(traced, targets)
+    outputs = []
+    for target in targets:
+        value = env[target]
+        if any(_in_place(user, traced) for user in target.users):
+            # a later in-place op (ReLU(inplace=True), add_) would overwrite the returned activation
+            with graph.inserting_after(value):
+                value = graph.call_method("clone", (value,))
+        outputs.append(value)
+    graph.output(tuple(outputs))
+    return _finish(traced, graph, "MultiCutExtractor")
+
+
+def _in_place(node: fx.Node, traced: TracedNetwork) -> bool:
+    """Whether a node overwrites one of its inputs."""
+    if node.op == "call_module":
+        return bool(getattr(traced.graph_module.get_submodule(str(node.target)), "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_") and not str(node.target).startswith("_")
+    if node.op == "call_function":
+        return bool(node.kwargs.get("inplace")) or getattr(node.target, "__name__", "").endswith("_")
+    return False
+
+
+def _finish(traced: TracedNetwork, graph: fx.Graph, class_name: str) -> fx.GraphModule:
+    """Drop dead nodes, then every submodule and parameter no remaining node uses."""
+    gm = fx.GraphModule(traced.graph_module, graph, class_name)
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.graph.lint()
+    gm.recompile()
+    return gm

@@ -1,0 +1,202 @@
+"""Trace a backbone with torch.fx and record, per node, its stable name, scope, shape and cost."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torchvision.models.feature_extraction import NodePathTracer
+
+from netcut.backbones import Backbone
+from netcut.errors import NetcutError
+
+_CONV_FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d, torch.conv2d}
+_LINEAR_FUNCTIONS = {F.linear}
+
+
+@dataclass
+class NodeInfo:
+    """What one traced node does for a single image."""
+
+    name: str  # stable name, module-path style
+    scope: str  # qualified name of the module whose forward created the node
+    op: str  # module class or function name
+    kind: str  # fx op kind: placeholder, call_module, call_function, call_method, get_attr, output
+    shape: tuple[int, ...] | None  # output shape without the batch dimension, None if not a tensor
+    macs: int = 0
+    params: int = 0  # parameters owned by this node (leaf modules only)
+    in_bytes: int = 0  # activation bytes read (tensor inputs)
+    out_bytes: int = 0  # activation bytes written
+
+
+@dataclass
+class TracedNetwork:
+    """A traced backbone plus per-node facts, in network (topological) order."""
+
+    backbone: Backbone
+    graph_module: fx.GraphModule
+    names: dict[fx.Node, str]
+    info: dict[str, NodeInfo]
+    input_size: int
+    nodes: list[fx.Node] = field(default_factory=list)
+
+    def node(self, name: str) -> fx.Node:
+        """The fx node with this stable name."""
+        for node, stable in self.names.items():
+            if stable == name:
+                return node
+        raise NetcutError(f"no node named {name!r} in {self.backbone.name}", "run `netcut cuts MODEL --granularity layer`")
+
+    def fingerprint(self) -> str:
+        """A weights-independent hash of the architecture and input size."""
+        h = hashlib.sha256()
+        h.update(f"{self.input_size}\n".encode())
+        for node in self.nodes:
+            i = self.info[self.names[node]]
+            h.update(f"{i.name}|{i.op}|{i.shape}|{i.macs}|{i.params}\n".encode())
+        return h.hexdigest()[:16]
+
+
+class _ScopedTracer(NodePathTracer):
+    """NodePathTracer that also remembers each node's enclosing module and where tracing failed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.node_scope: dict[fx.Node, str] = {}
+
+    def call_module(self, m, forward, args, kwargs):  # type: ignore[override]
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as exc:
+            if not hasattr(exc, "_netcut_where"):  # innermost module wins: it is set first
+                exc._netcut_where = (self.path_of_module(m), type(m).__name__)  # type: ignore[attr-defined]
+            raise
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):  # type: ignore[override]
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr)
+        self.node_scope[proxy.node] = self.current_module_qualname
+        return proxy
+
+
+def _op_name(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    if node.op == "call_module":
+        return type(modules[node.target]).__name__
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", str(node.target))
+    return str(node.target)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def symbolic_trace(backbone: Backbone) -> tuple[fx.GraphModule, dict[fx.Node, str], dict[fx.Node, str]]:
+    """Trace the backbone's model; raise a NetcutError naming the module torch.fx could not trace."""
+    tracer = _ScopedTracer(
+        leaf_modules=list(backbone.leaf_modules), autowrap_functions=list(backbone.autowrap_functions)
+    )
+    model = backbone.model.eval()
+    try:
+        graph = tracer.trace(model)
+    except Exception as exc:
+        where = getattr(exc, "_netcut_where", None)
+        place = f"module {where[0]!r} ({where[1]})" if where and where[0] else "the top-level forward"
+        raise NetcutError(
+            f"torch.fx cannot trace {backbone.name}: it failed in {place}: {type(exc).__name__}: {_first_line(exc)}",
+            "make that forward free of data-dependent Python control flow, or treat the module as a leaf "
+            "(Python API: netcut.from_module(model, leaf_modules=(ThatModule,)))",
+        ) from exc
+    gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__)
+    return gm, dict(tracer.node_to_qualname), tracer.node_scope
+
+
+def _tensor_bytes(value: object) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+class _Recorder(fx.Interpreter):
+    """Runs one image through the graph and records shapes, MACs and bytes per node."""
+
+    def __init__(self, gm: fx.GraphModule, names: dict[fx.Node, str], scopes: dict[fx.Node, str]) -> None:
+        super().__init__(gm)
+        self.names, self.scopes = names, scopes
+        self.modules = dict(gm.named_modules())
+        self.info: dict[str, NodeInfo] = {}
+
+    def run_node(self, n: fx.Node):  # type: ignore[override]
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        try:
+            out = super().run_node(n)
+        except Exception as exc:
+            exc._netcut_node = self.names.get(n, n.name)  # type: ignore[attr-defined]
+            raise
+        name = self.names.get(n, n.name)
+        shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) and out.dim() > 0 else None
+        macs, params = 0, 0
+        per_image_out = out.numel() // max(out.shape[0], 1) if isinstance(out, torch.Tensor) and out.dim() > 0 else 0
+        if n.op == "call_module":
+            module = self.modules[n.target]
+            params = sum(p.numel() for p in module.parameters())
+            if isinstance(module, nn.modules.conv._ConvNd):
+                macs = per_image_out * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+            elif isinstance(module, nn.Linear):
+                macs = per_image_out * module.in_features
+        elif n.op == "call_function" and n.target in _CONV_FUNCTIONS | _LINEAR_FUNCTIONS and len(args) > 1:
+            weight = args[1]
+            macs = per_image_out * math.prod(weight.shape[1:])
+        batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 0 else 1
+        self.info[name] = NodeInfo(
+            name=name,
+            scope=self.scopes.get(n, ""),
+            op=_op_name(n, self.modules),
+            kind=n.op,
+            shape=shape,
+            macs=int(macs),
+            params=int(params),
+            in_bytes=sum(_tensor_bytes(a) for a in args) // max(batch, 1),
+            out_bytes=_tensor_bytes(out) // max(batch, 1),
+        )
+        return out
+
+
+def example_input(input_size: int, batch: int = 1) -> torch.Tensor:
+    """A deterministic image-shaped input."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 3, input_size, input_size, generator=generator)
+
+
+def trace(backbone: Backbone, input_size: int | None = None) -> TracedNetwork:
+    """Trace a backbone and record every node's shape and cost at the given input size."""
+    size = int(input_size or backbone.input_size)
+    if size <= 0:
+        raise NetcutError(f"input size must be positive, got {size}", "pass --input-size 224 (or the native size)")
+    gm, names, scopes = symbolic_trace(backbone)
+    for node in gm.graph.nodes:  # placeholder/output get plain names
+        names.setdefault(node, node.name)
+    recorder = _Recorder(gm, names, scopes)
+    try:
+        with torch.inference_mode():
+            recorder.run(example_input(size))
+    except Exception as exc:
+        where = getattr(exc, "_netcut_node", "?")
+        raise NetcutError(
+            f"{backbone.name} cannot take a {size}x{size} input: node {where!r} failed: {_first_line(exc)}",
+            f"use a larger --input-size (native: {backbone.input_size})",
+        ) from exc
+    nodes = list(gm.graph.nodes)
+    return TracedNetwork(backbone, gm, names, recorder.info, size, nodes)
+
+
+def stable_name(raw: str) -> str:
+    """Normalise a name typed by a user (accepts ':' or '/' as separators)."""
+    return re.sub(r"[/:]", ".", raw.strip())

@@ -1,0 +1,59 @@
+"""Trimmed networks (TRNs): a backbone cut at a legal point plus a new head."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from netcut.backbones import Backbone, from_module, load_backbone
+from netcut.errors import NetcutError
+from netcut.graph import build_prefix, find_cuts, resolve_cut, trace
+from netcut.heads import build_head
+from netcut.types import CutPoint, HeadSpec
+
+
+class TrimmedNetwork(nn.Module):
+    """prefix (the backbone up to the cut) followed by a head trained for the target task."""
+
+    def __init__(self, prefix: nn.Module, head: nn.Module, backbone: str, cut: CutPoint, input_size: int) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.head = head
+        self.backbone_name = backbone
+        self.cut = cut
+        self.input_size = input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of images."""
+        return self.head(self.prefix(x))
+
+
+def as_backbone(model: Backbone | nn.Module | str) -> Backbone:
+    """Accept a Backbone, a registry name, or any nn.Module."""
+    if isinstance(model, Backbone):
+        return model
+    if isinstance(model, str):
+        return load_backbone(model)
+    if isinstance(model, nn.Module):
+        return from_module(model)
+    raise NetcutError(f"cannot use a {type(model).__name__} as a backbone", "pass an nn.Module or a model name")
+
+
+def trim(
+    model: Backbone | nn.Module | str,
+    cut: CutPoint | str,
+    num_classes: int,
+    head: HeadSpec = HeadSpec(),
+    input_size: int | None = None,
+) -> TrimmedNetwork:
+    """Cut `model` at `cut` and attach a fresh head; the TRN owns copies of the prefix's parameters."""
+    if num_classes < 1:
+        raise NetcutError(f"num_classes must be ≥ 1, got {num_classes}", "pass the number of target classes")
+    backbone = as_backbone(model)
+    traced = trace(backbone, input_size)
+    cut_point = cut if isinstance(cut, CutPoint) else resolve_cut(find_cuts(traced, "layer"), cut)
+    prefix = copy.deepcopy(build_prefix(traced, cut_point.name))
+    return TrimmedNetwork(prefix, build_head(cut_point.shape[0], num_classes, head), backbone.name, cut_point,
+                          traced.input_size)

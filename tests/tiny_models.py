@@ -1,0 +1,111 @@
+"""Tiny hand-built CNNs with known cut structure (chain, residual, concat) and an untraceable one."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """A conv-bn-act unit."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Chain(nn.Module):
+    """stem -> two stages -> pool -> fc: every layer boundary is a legal cut."""
+
+    input_size = 32
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 8, 2)
+        self.stages = nn.Sequential(conv_bn_relu(8, 16, 2), conv_bn_relu(16, 16))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+
+
+class ResidualBlock(nn.Module):
+    """x + f(x): nothing inside f is a legal cut."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class Residual(nn.Module):
+    """stem -> two residual blocks -> head."""
+
+    input_size = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+        self.blocks = nn.Sequential(ResidualBlock(8), ResidualBlock(8))
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class ConcatBlock(nn.Module):
+    """Two branches concatenated: nothing inside a branch is a legal cut."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.left = nn.Conv2d(channels, channels, 1)
+        self.right = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.left(x), self.right(x)], 1)
+
+
+class Concat(nn.Module):
+    """stem -> concat block -> conv -> head."""
+
+    input_size = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, 2, 1)
+        self.block = ConcatBlock(4)
+        self.conv = nn.Conv2d(8, 8, 3, 1, 1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.conv(self.block(self.stem(x))), 1), 1))
+
+
+class DataDependent(nn.Module):
+    """Branches on the value of a tensor: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.sum() > 0:
+            return y
+        return -y
+
+
+class Untraceable(nn.Module):
+    """A normal stem followed by a module with data-dependent control flow."""
+
+    input_size = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 3, 1, 1)
+        self.gate = DataDependent()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.stem(x))
