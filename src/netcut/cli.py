@@ -40,6 +40,30 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="block: ends of blocks/stages (default); layer: every legal point")
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"threads must be ≥ 1, got {value} (default: all cores)")
+    return value
+
+
+def _add_latency_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="torch", help="torch (eager) or onnxruntime (CPU provider); default torch")
+    p.add_argument("--threads", type=_threads, default=None, help="intra-op threads (default: all cores)")
+    p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
+    p.add_argument("--repeats", type=_positive_int, default=30, help="timed rounds (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="discarded warm-up rounds (default 5)")
+
+
+def _harness(args: argparse.Namespace):
+    from netcut.latency.harness import HarnessConfig
+
+    return HarnessConfig(batch=args.batch, warmup=args.warmup, repeats=args.repeats, threads=args.threads).validate()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with our documented usage code and a fix hint."""
 
@@ -70,6 +94,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON list (name, shape [C,H,W], params, macs)")
     p.set_defaults(handler=cmd_cuts)
+
+    p = sub.add_parser("profile", help="estimate (and measure) every TRN's latency; write a portable table",
+                       epilog="examples:\n  netcut profile efficientnet_lite0\n"
+                              "  netcut profile efficientnet_lite0 --backend onnxruntime --measure-all --out lite0.json\n"
+                              "  netcut profile torchvision:resnet18 --estimator analytical --threads 1 --json\n"
+                              "Run it on the target device; pass the table to `netcut explore --latency-table` "
+                              "anywhere.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(p)
+    _add_latency_args(p)
+    p.add_argument("--estimator", choices=["empirical", "analytical", "measured"], default="empirical",
+                   help="empirical: profile once, derive all (default); analytical: fitted model, runs nothing; "
+                        "measured: time every TRN")
+    p.add_argument("--measure-all", action="store_true",
+                   help="also measure every TRN and report each estimator's error (MAPE, share within ±10%%)")
+    p.add_argument("--analytical-model", default=None, help="fitted analytical model JSON (default: per-device cache)")
+    p.add_argument("--out", default=None, help="write the latency table (JSON) here")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_profile)
+
+    p = sub.add_parser("calibrate", help="fit the analytical latency model for this device and backend",
+                       epilog="example:\n  netcut calibrate --backend onnxruntime --threads 2",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_latency_args(p)
+    p.add_argument("--input-size", type=_positive_int, default=224, help="input side in px (default 224)")
+    p.add_argument("--granularity", choices=["block", "layer"], default="block")
+    p.add_argument("--networks", default=None, help="comma-separated calibration networks (default: 6 torchvision "
+                   "families)")
+    p.add_argument("--out", default=None, help="where to save the model (default: per-device cache)")
+    p.add_argument("--json", action="store_true", help="print the fit as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_calibrate)
 
     p = sub.add_parser("demo", help="run the demo (what `make demo` runs)")
     p.set_defaults(handler=cmd_demo)
@@ -138,6 +195,90 @@ def cmd_cuts(args: argparse.Namespace) -> int:
         name = c.name + (" (full)" if c.is_full else "")
         table.add_row(str(i), name, "×".join(map(str, c.shape)), _human(c.params), _human(c.macs), f"{share:.0f}%", c.op)
     _console().print(table)
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Estimate every TRN's latency and write a portable table."""
+    from pathlib import Path
+
+    from netcut.backbones import load_backbone
+    from netcut.graph import trace
+    from netcut.latency.backends import get_backend
+    from netcut.latency.harness import environment
+    from netcut.latency.profile import ProfileSettings, analytical_model_path, profile
+    from netcut.progress import Reporter
+
+    settings = ProfileSettings(args.backend, args.estimator, args.granularity, harness=_harness(args)).validate()
+    get_backend(args.backend, settings.harness.resolved_threads())  # fail fast on an unknown/missing backend
+    traced = trace(load_backbone(args.model, args.weights), args.input_size)
+    reporter = Reporter(quiet=args.quiet or args.json)
+    compare: tuple[str, ...] = ()
+    if args.measure_all:
+        env = environment(args.backend, settings.harness.resolved_threads(),
+                          get_backend(args.backend, settings.harness.resolved_threads()).versions())
+        fitted = args.analytical_model or analytical_model_path(args.backend, env).is_file()
+        compare = ("empirical", "analytical") if fitted else ("empirical",)
+    table = profile(traced, settings, args.measure_all, reporter,
+                    Path(args.analytical_model) if args.analytical_model else None, compare)
+    if args.out:
+        table.save(args.out)
+    if args.json:
+        print(json.dumps(table.to_dict(), indent=2))
+        return 0
+    from rich.table import Table
+
+    view = Table(title=f"{table.model} @ {table.input_size}px, {table.backend}, {table.environment['threads']} "
+                       f"threads, batch {table.batch}: {table.estimator} estimates (ms)")
+    columns = ["cut", "est p50", "est p90"] + (["meas p50", "meas p90", "error"] if args.measure_all else [])
+    for column in columns:
+        view.add_column(column, justify="left" if column == "cut" else "right")
+    for row in table.cuts:
+        cells = [row.name, f"{row.estimated_ms:.2f}", f"{row.estimated_p90_ms:.2f}"]
+        if row.measured_ms is not None:
+            error = 100 * (row.estimated_ms - row.measured_ms) / row.measured_ms
+            cells += [f"{row.measured_ms:.2f}", f"{row.measured_p90_ms:.2f}", f"{error:+.1f}%"]
+        view.add_row(*cells)
+    console = _console()
+    console.print(view)
+    for name, acc in table.accuracy.items():
+        console.print(f"{name:>10}: MAPE {acc['mape_pct']:.1f}%, {acc['within10_pct']:.0f}% of {acc['n']} TRNs "
+                      "within ±10% of measured p50")
+    if args.measure_all and "analytical" not in table.accuracy:
+        console.print("analytical: no fitted model for this device yet (run `netcut calibrate` to compare it too)")
+    console.print(f"cost: {', '.join(f'{k} {v:.1f}s' for k, v in table.cost_s.items())}")
+    if args.out:
+        console.print(f"latency table written to {args.out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit the analytical latency model for this device and backend."""
+    from pathlib import Path
+
+    from netcut.latency.backends import get_backend
+    from netcut.latency.harness import environment
+    from netcut.latency.profile import DEFAULT_CALIBRATION, ProfileSettings, analytical_model_path, \
+        calibrate_analytical
+    from netcut.progress import Reporter
+
+    settings = ProfileSettings(args.backend, "analytical", args.granularity, harness=_harness(args)).validate()
+    backend = get_backend(args.backend, settings.harness.resolved_threads())
+    env = environment(backend.name, settings.harness.resolved_threads(), backend.versions())
+    path = Path(args.out) if args.out else analytical_model_path(backend.name, env)
+    networks = tuple(n.strip() for n in args.networks.split(",") if n.strip()) if args.networks else DEFAULT_CALIBRATION
+    model = calibrate_analytical(backend, settings, args.input_size, networks, Reporter(args.quiet or args.json), path)
+    if args.json:
+        print(json.dumps(model.to_dict(), indent=2))
+        return 0
+    console = _console()
+    fit = model.fit
+    console.print(f"analytical model for {backend.name} on {env['cpu']} ({env['threads']} threads) saved to {path}")
+    console.print(f"  in-sample: MAPE {fit['in_sample']['mape_pct']:.1f}%, "
+                  f"{fit['in_sample']['within10_pct']:.0f}% within ±10%")
+    if "overall" in fit["leave_one_network_out"]:
+        o = fit["leave_one_network_out"]["overall"]
+        console.print(f"  leave-one-network-out: MAPE {o['mape_pct']:.1f}%, {o['within10_pct']:.0f}% within ±10%")
     return 0
 
 

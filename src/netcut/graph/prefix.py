@@ -44,6 +44,31 @@ def build_extractor(traced: TracedNetwork, cut_names: list[str]) -> fx.GraphModu
     return _finish(traced, graph, "MultiCutExtractor")
 
 
+def build_segment(traced: TracedNetwork, start_name: str | None, end_name: str) -> fx.GraphModule:
+    """The backbone from the activation at `start_name` (None: the image) to the one at `end_name`.
+
+    Legal cuts carry everything downstream needs, so consecutive segments compose to the prefix exactly.
+    """
+    if start_name is None:
+        return build_prefix(traced, end_name)
+    start, end = traced.node(start_name), traced.node(end_name)
+    position = {n: i for i, n in enumerate(traced.nodes)}
+    if position[start] >= position[end]:
+        raise ValueError(f"segment start {start_name!r} is not before end {end_name!r}")
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {start: graph.placeholder("activation")}
+    for node in traced.nodes[: position[end] + 1]:
+        if node is start:
+            continue
+        if position[node] < position[start]:
+            if node.op == "get_attr":  # parameters used downstream; dead ones are dropped below
+                env[node] = graph.node_copy(node, lambda n: env[n])
+            continue
+        env[node] = graph.node_copy(node, lambda n: env[n])
+    graph.output(env[end])
+    return _finish(traced, graph, "Segment")
+
+
 def _in_place(node: fx.Node, traced: TracedNetwork) -> bool:
     """Whether a node overwrites one of its inputs."""
     if node.op == "call_module":

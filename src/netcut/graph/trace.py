@@ -32,6 +32,8 @@ class NodeInfo:
     params: int = 0  # parameters owned by this node (leaf modules only)
     in_bytes: int = 0  # activation bytes read (tensor inputs)
     out_bytes: int = 0  # activation bytes written
+    groups: int = 1  # convolution groups (>1: grouped or depthwise)
+    kernel: int = 0  # convolution kernel area (kh*kw); 0 for other ops
 
 
 @dataclass
@@ -142,18 +144,22 @@ class _Recorder(fx.Interpreter):
             raise
         name = self.names.get(n, n.name)
         shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) and out.dim() > 0 else None
-        macs, params = 0, 0
+        macs, params, groups, kernel = 0, 0, 1, 0
         per_image_out = out.numel() // max(out.shape[0], 1) if isinstance(out, torch.Tensor) and out.dim() > 0 else 0
         if n.op == "call_module":
             module = self.modules[n.target]
             params = sum(p.numel() for p in module.parameters())
             if isinstance(module, nn.modules.conv._ConvNd):
                 macs = per_image_out * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+                groups = module.groups
+                kernel = math.prod(module.kernel_size)
             elif isinstance(module, nn.Linear):
                 macs = per_image_out * module.in_features
         elif n.op == "call_function" and n.target in _CONV_FUNCTIONS | _LINEAR_FUNCTIONS and len(args) > 1:
             weight = args[1]
             macs = per_image_out * math.prod(weight.shape[1:])
+            groups = int(kwargs.get("groups", args[6] if len(args) > 6 else 1))
+            kernel = math.prod(weight.shape[2:]) if n.target in _CONV_FUNCTIONS else 0
         batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 0 else 1
         self.info[name] = NodeInfo(
             name=name,
@@ -165,6 +171,8 @@ class _Recorder(fx.Interpreter):
             params=int(params),
             in_bytes=sum(_tensor_bytes(a) for a in args) // max(batch, 1),
             out_bytes=_tensor_bytes(out) // max(batch, 1),
+            groups=groups,
+            kernel=kernel,
         )
         return out
 
