@@ -35,3 +35,24 @@ def skimage_photo():
 
     base = Path(skimage.__file__).parent / "data"
     return lambda name: base / name
+
+
+@pytest.fixture
+def photo_folder(tmp_path, skimage_photo):
+    """An ImageFolder of real photo crops (3 classes x 6), plus one corrupt and one truncated file."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    sources = {"cat": "chelsea.png", "coffee": "coffee.png", "rocket": "rocket.jpg"}
+    for label, name in sources.items():
+        (root / label).mkdir(parents=True)
+        with Image.open(skimage_photo(name)) as image:
+            image = image.convert("RGB")
+            w, h = image.size
+            for i in range(6):
+                box = (i * w // 12, i * h // 12, w // 2 + i * w // 12, h // 2 + i * h // 12)
+                image.crop(box).save(root / label / f"{i}.png")
+    (root / "cat" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    good = (root / "coffee" / "0.png").read_bytes()
+    (root / "coffee" / "truncated.png").write_bytes(good[: len(good) // 3])
+    return root

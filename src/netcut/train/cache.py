@@ -1,0 +1,90 @@
+"""One-pass multi-cut feature caching: one forward pass of the backbone yields pooled features at every cut."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netcut.data.datasets import Dataset
+from netcut.fsutil import write_atomic
+from netcut.graph import TracedNetwork, build_extractor
+from netcut.progress import QUIET, Reporter
+
+
+def cache_key(traced: TracedNetwork, weights_hash: str, cut_names: list[str], dataset: Dataset,
+              views: int, seed: int) -> str:
+    """Everything the cached numbers depend on: architecture, weights, cuts, data, transform, augmentation."""
+    b = traced.backbone
+    parts = {"arch": traced.fingerprint(), "weights": weights_hash, "cuts": cut_names, "data": dataset.fingerprint(),
+             "transform": [traced.input_size, list(b.mean), list(b.std)], "views": views, "seed": seed, "v": 1}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random horizontal flip and a shift of up to 1/8 of the side (reflect-padded)."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    pad = max(1, h // 8)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    out = torch.empty_like(x)
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+    for i in range(n):
+        dy, dx = int(offsets[i, 0]), int(offsets[i, 1])
+        out[i] = padded[i, :, dy:dy + h, dx:dx + w]
+    return out
+
+
+def extract_features(traced: TracedNetwork, cut_names: list[str], dataset: Dataset, split: str,
+                     batch_size: int = 64, views: int = 0, seed: int = 0, reporter: Reporter = QUIET
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Pooled (N, C) features at every cut from one pass per view; returns (features, targets)."""
+    extractor = build_extractor(traced, cut_names).eval()
+    b = traced.backbone
+    n = len(dataset.splits[split])
+    passes = 1 + (views if split == "train" else 0)
+    chunks: dict[str, list[np.ndarray]] = {c: [] for c in cut_names}
+    targets = []
+    generator = torch.Generator().manual_seed(seed)
+    steps = passes * ((n + batch_size - 1) // batch_size)
+    with reporter.bar(f"caching features at {len(cut_names)} cuts ({split}, {b.name})", steps) as advance, \
+            torch.inference_mode():
+        for view in range(passes):
+            for x, y in dataset.batches(split, traced.input_size, b.mean, b.std, batch_size):
+                if view > 0:
+                    x = _augment(x, generator)
+                for name, activation in zip(cut_names, extractor(x)):
+                    chunks[name].append(activation.mean(dim=(2, 3)).float().numpy())
+                targets.append(y.numpy())
+                advance()
+    return {c: np.concatenate(v) for c, v in chunks.items()}, np.concatenate(targets)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def cached_features(cache_dir: Path, traced: TracedNetwork, cut_names: list[str], dataset: Dataset, split: str,
+                    weights_hash: str, views: int = 0, seed: int = 0, batch_size: int = 64,
+                    reporter: Reporter = QUIET) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Features from the on-disk cache, computing (one pass) and saving them atomically when missing."""
+    key = cache_key(traced, weights_hash, cut_names, dataset, views if split == "train" else 0, seed)
+    path = Path(cache_dir) / key / f"{split}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as data:
+                features = {c: data[f"cut:{_safe(c)}"] for c in cut_names}
+                return features, data["targets"]
+        except (OSError, KeyError, ValueError):
+            reporter.note(f"feature cache {path} is unreadable; recomputing it")
+    features, targets = extract_features(traced, cut_names, dataset, split, batch_size, views, seed, reporter)
+    buffer = io.BytesIO()
+    np.savez(buffer, targets=targets, **{f"cut:{_safe(c)}": v for c, v in features.items()})
+    write_atomic(path, buffer.getvalue())
+    return features, targets

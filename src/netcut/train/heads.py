@@ -1,0 +1,109 @@
+"""Train TRN heads on cached features: seeded, early-stopped, hard or soft labels."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netcut.heads import classifier
+from netcut.train.metrics import evaluate
+from netcut.types import HeadSpec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How heads are trained (recorded with every result)."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 5  # epochs without validation improvement before stopping
+    seed: int = 0
+    head: HeadSpec = field(default_factory=HeadSpec)
+    augment_views: int = 0  # extra augmented views of the training set in the cache
+
+    def digest(self) -> str:
+        """A short hash identifying this configuration."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class HeadResult:
+    """A trained classifier (on pooled features) and how it did."""
+
+    classifier: nn.Sequential
+    val: dict[str, float]
+    test: dict[str, float]
+    epochs_run: int
+    seconds: float
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to a class index, or to a target distribution (soft labels; KL up to a constant)."""
+    if targets.dim() == 1:
+        return F.cross_entropy(logits, targets)
+    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def _fold_standardization(model: nn.Sequential, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Make the first Linear accept raw features: W' = W/σ, b' = b − W'·μ (exact at eval time)."""
+    first = next(m for m in model if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        first.weight.div_(std)
+        first.bias.sub_(first.weight @ mean)
+
+
+def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, num_classes: int,
+             config: TrainConfig = TrainConfig(), test_x: np.ndarray | None = None,
+             test_y: np.ndarray | None = None) -> HeadResult:
+    """Train a head on features, keep the epoch with the best validation score, evaluate on test."""
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    x = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
+    y = torch.from_numpy(train_y)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    xs = (x - mean) / std
+    vx = (torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32)) - mean) / std
+    vy = torch.from_numpy(val_y)
+    model = classifier(x.shape[1], num_classes, config.head)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    best_score, best_state, stale, epochs = -np.inf, copy.deepcopy(model.state_dict()), 0, 0
+    with torch.inference_mode(False):
+        for epoch in range(config.epochs):
+            model.train()
+            order = torch.randperm(len(xs), generator=generator)
+            for i in range(0, len(xs), config.batch_size):
+                batch = order[i:i + config.batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                loss_fn(model(xs[batch]), y[batch]).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                score = evaluate(model(vx), vy)["score"]
+            epochs = epoch + 1
+            if score > best_score + 1e-9:
+                best_score, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+    model.load_state_dict(best_state)
+    _fold_standardization(model, mean, std)
+    model.eval()
+    with torch.no_grad():
+        val = evaluate(model(torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))), vy)
+        test = {}
+        if test_x is not None and test_y is not None:
+            test = evaluate(model(torch.from_numpy(np.ascontiguousarray(test_x, dtype=np.float32))),
+                            torch.from_numpy(test_y))
+    return HeadResult(model, val, test, epochs, time.perf_counter() - start)

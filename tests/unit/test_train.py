@@ -1,0 +1,141 @@
+"""Feature caching, heads, metrics, fine-tuning: correctness, determinism, and speed where it matters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from netcut.backbones import from_module, load_backbone
+from netcut.data.datasets import SplitConfig, load_dataset
+from netcut.graph import build_prefix, find_cuts, trace
+from netcut.train.cache import cached_features, extract_features
+from netcut.train.finetune import FineTuneConfig, assemble, evaluate_images, fine_tune, trainable_parameter_names
+from netcut.train.heads import TrainConfig, fit_head
+from netcut.train.metrics import angular_similarity, evaluate, top1_agreement
+from netcut.types import HeadSpec
+from tiny_models import Chain
+
+
+def test_angular_similarity_formula():
+    same = torch.tensor([[0.2, 0.8]])
+    assert angular_similarity(same, same) == pytest.approx(1.0)
+    assert angular_similarity(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])) == pytest.approx(0.0)
+    # cosine 0.5 -> theta = pi/3 -> 1 - 2/3
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, math.sqrt(3) / 2]])
+    assert angular_similarity(a, b) == pytest.approx(1 / 3, abs=1e-6)
+    assert top1_agreement(torch.tensor([[0.6, 0.4], [0.1, 0.9]]), torch.tensor([[0.9, 0.1], [0.8, 0.2]])) == 0.5
+
+
+def test_evaluate_picks_the_task_metric():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+    assert evaluate(logits, torch.tensor([0, 1, 1])) == {"score": pytest.approx(2 / 3), "accuracy": pytest.approx(2 / 3)}
+    soft = evaluate(logits, torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]))
+    assert set(soft) == {"score", "angular_similarity", "top1_agreement"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", SplitConfig(limit_train=300, limit_test=150))
+
+
+def test_one_pass_features_equal_each_prefix_pooled(digits):
+    traced = trace(from_module(Chain(), input_size=32))
+    cuts = [c.name for c in find_cuts(traced, "layer")]
+    features, targets = extract_features(traced, cuts, digits, "val")
+    x = torch.cat([b for b, _ in digits.batches("val", 32, traced.backbone.mean, traced.backbone.std)])
+    with torch.inference_mode():
+        for name in cuts:
+            expected = build_prefix(traced, name)(x).mean(dim=(2, 3)).numpy()
+            assert np.allclose(features[name], expected, atol=1e-6), name
+    assert np.array_equal(targets, digits.split_targets("val"))
+
+
+def test_cache_is_reused_and_keyed_by_weights(tmp_path, digits, monkeypatch):
+    from netcut.train import cache
+
+    traced = trace(from_module(Chain(), input_size=32))
+    cuts = [c.name for c in find_cuts(traced)]
+    first, _ = cached_features(tmp_path, traced, cuts, digits, "train", "weightsA")
+    monkeypatch.setattr(cache, "extract_features", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again, _ = cached_features(tmp_path, traced, cuts, digits, "train", "weightsA")
+    assert all(np.array_equal(first[c], again[c]) for c in cuts)
+    with pytest.raises(AssertionError, match="recomputed"):
+        cached_features(tmp_path, traced, cuts, digits, "train", "weightsB")
+
+
+def test_augmented_views_multiply_training_rows(digits):
+    traced = trace(from_module(Chain(), input_size=32))
+    cuts = [find_cuts(traced)[-1].name]
+    plain, _ = extract_features(traced, cuts, digits, "train")
+    augmented, targets = extract_features(traced, cuts, digits, "train", views=2, seed=3)
+    n = len(digits.splits["train"])
+    assert augmented[cuts[0]].shape[0] == 3 * n and len(targets) == 3 * n
+    assert np.allclose(augmented[cuts[0]][:n], plain[cuts[0]], atol=1e-6)
+    assert not np.allclose(augmented[cuts[0]][n:2 * n], plain[cuts[0]], atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def lite0_features(digits):
+    traced = trace(load_backbone("efficientnet_lite0"), 64)
+    cuts = find_cuts(traced)
+    names = [c.name for c in cuts]
+    return traced, cuts, {s: extract_features(traced, names, digits, s) for s in ("train", "val", "test")}
+
+
+def _fit(features, cut, config=TrainConfig()):
+    (tx, ty), (vx, vy), (sx, sy) = (features[s] for s in ("train", "val", "test"))
+    return fit_head(tx[cut], ty, vx[cut], vy, 10, config, sx[cut], sy)
+
+
+def test_head_training_is_deterministic_and_learns(lite0_features):
+    traced, cuts, features = lite0_features
+    a, b = _fit(features, cuts[8].name), _fit(features, cuts[8].name)
+    assert a.test == b.test and a.epochs_run == b.epochs_run
+    assert all(torch.equal(p, q) for p, q in zip(a.classifier.state_dict().values(), b.classifier.state_dict().values()))
+    assert a.test["accuracy"] > 0.7  # digits are easy; chance is 0.1
+
+
+def test_trained_head_drops_into_the_trn_unchanged(lite0_features, digits):
+    """Folding the feature standardisation into the head is exact: the assembled TRN scores like the cache."""
+    traced, cuts, features = lite0_features
+    result = _fit(features, cuts[10].name, TrainConfig(head=HeadSpec(hidden=32)))
+    trn = assemble(traced, cuts[10], result.classifier)
+    b = traced.backbone
+    assert evaluate_images(trn, digits, "test", 64, b.mean, b.std)["accuracy"] == pytest.approx(
+        result.test["accuracy"], abs=1e-9)
+
+
+def test_soft_labels_train_towards_the_target_distribution(lite0_features):
+    traced, cuts, features = lite0_features
+    (tx, ty), (vx, vy), (sx, sy) = (features[s] for s in ("train", "val", "test"))
+
+    def soften(y):
+        return (np.eye(10, dtype=np.float32)[y] * 0.7 + 0.03).astype(np.float32)
+
+    cut = cuts[10].name
+    result = fit_head(tx[cut], soften(ty), vx[cut], soften(vy), 10, TrainConfig(), sx[cut], soften(sy))
+    uniform = angular_similarity(torch.full((len(sy), 10), 0.1), torch.from_numpy(soften(sy)))
+    assert result.test["angular_similarity"] > uniform + 0.2
+    assert result.test["top1_agreement"] > 0.7
+
+
+def test_fine_tuning_changes_only_the_last_blocks(lite0_features, digits):
+    traced, cuts, features = lite0_features
+    cut = cuts[9]
+    names = trainable_parameter_names(traced, cuts, cut, 2)
+    assert names and all(n.startswith(("blocks.4.0", "blocks.3.2")) for n in names), sorted(names)[:4]
+    from netcut.heads import classifier
+
+    torch.manual_seed(0)
+    head = classifier(cut.shape[0], 10)  # untrained: the first epoch surely improves validation, so weights move
+    before = {n: p.clone() for n, p in build_prefix(traced, cut.name).named_parameters()}
+    trn, val, test, seconds = fine_tune(traced, cut, cuts, head, digits, FineTuneConfig(blocks=1, epochs=1, lr_head=1e-2))
+    after = dict(trn.prefix.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and changed <= trainable_parameter_names(traced, cuts, cut, 1)
+    assert "accuracy" in test and seconds > 0
+    frozen = trainable_parameter_names(traced, cuts, cut, 0)
+    assert frozen == set()
