@@ -18,12 +18,18 @@ _EXPORTS = {
     "trace": "netcut.graph",
     "find_cuts": "netcut.graph",
     "build_prefix": "netcut.graph",
-    "trim": "netcut.trim",
-    "TrimmedNetwork": "netcut.trim",
+    "trim": "netcut.trimmed",
+    "TrimmedNetwork": "netcut.trimmed",
     "CutPoint": "netcut.types",
     "HeadSpec": "netcut.types",
     "LatencyStats": "netcut.types",
     "NetcutError": "netcut.errors",
+    "explore": "netcut.search.explore",
+    "ExploreConfig": "netcut.search.explore",
+    "ExploreResult": "netcut.search.explore",
+    "profile": "netcut.latency.profile",
+    "load_dataset": "netcut.data.datasets",
+    "from_torch_dataset": "netcut.data.datasets",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -272,8 +272,17 @@ def _load_python(spec: str, weights: str | None) -> Backbone:
 
 
 def load_backbone(spec: str, weights: str | None = None) -> Backbone:
-    """Load a backbone by name: a built-in, `torchvision:NAME`, `timm:NAME` or `py:FILE.py:NAME`."""
-    spec = spec.strip()
+    """Load a backbone by name: a built-in, `torchvision:NAME`, `timm:NAME` or `py:FILE.py:NAME`.
+
+    Random initialisation is seeded, so "random weights" are the same weights in every run (reproducible
+    results, and stored work stays reusable).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _load(spec.strip(), weights)
+
+
+def _load(spec: str, weights: str | None) -> Backbone:
     if spec in BUILTINS:
         return _load_builtin(spec, weights)
     prefix, sep, name = spec.partition(":")

@@ -128,7 +128,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_calibrate)
 
-    p = sub.add_parser("demo", help="run the demo (what `make demo` runs)")
+    p = sub.add_parser("explore", help="find the most accurate network that meets each deadline (NetCut)",
+                       epilog="examples:\n"
+                              "  netcut explore --models efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 \\\n"
+                              "      --data fashion-mnist --deadline 12\n"
+                              "  netcut explore --models efficientnet_lite0 --data photos/ --deadline 8,12,20 "
+                              "--percentile p90\n"
+                              "  netcut explore --models efficientnet_lite0 --data labels.csv --deadline 10 "
+                              "--latency-table lite0-on-device.json --json\n"
+                              "exit codes: 0 ok, 2 bad input, 3 a deadline no candidate can meet",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", required=True, help="comma-separated backbones (built-in, torchvision:, timm:, py:)")
+    p.add_argument("--data", required=True, help="fashion-mnist, digits, a class-per-folder directory, or a "
+                   "soft-label CSV (path,p_1,...,p_k)")
+    p.add_argument("--deadline", required=True, help="latency bound(s) in ms, e.g. 12 or 8,12,20")
+    p.add_argument("--percentile", default="p50", help="meet the deadline at p50 (default), p90 or p99")
+    p.add_argument("--margin", type=float, default=0.05, help="safety margin on estimates (default 0.05 = 5%%)")
+    p.add_argument("--estimator", choices=["empirical", "analytical", "measured"], default="empirical")
+    p.add_argument("--latency-table", action="append", default=[], help="a table from `netcut profile` (measured "
+                   "on the target); repeat for several models")
+    p.add_argument("--strategy", default="netcut", help="netcut (retrain proposals only, default) or exhaustive")
+    p.add_argument("--granularity", choices=["block", "layer"], default="block")
+    p.add_argument("--fine-tune-blocks", type=int, default=0, help="fine-tune the last K blocks of the top "
+                   "proposals from images (default 0: frozen trunk)")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="deepest feasible cuts proposed per backbone")
+    p.add_argument("--input-size", type=_positive_int, default=None, help="input side in px (default: native)")
+    p.add_argument("--limit-train", type=_positive_int, default=None, help="use at most N training images")
+    p.add_argument("--limit-test", type=_positive_int, default=None, help="use at most N test images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", default="runs/latest", help="where the store, caches and report go "
+                   "(default runs/latest); rerunning reuses finished work")
+    p.add_argument("--weights", default=None, help="weights for torchvision:/timm: models (DEFAULT|none|PATH)")
+    p.add_argument("--head-hidden", type=_positive_int, default=None, help="hidden units in the head (default: "
+                   "linear head)")
+    p.add_argument("--epochs", type=_positive_int, default=30, help="max head-training epochs (early stopping)")
+    p.add_argument("--no-verify", action="store_true", help="skip measuring the winner's latency")
+    p.add_argument("--no-report", action="store_true", help="do not write the report")
+    _add_latency_args(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON (progress goes to stderr)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_explore)
+
+    p = sub.add_parser("report", help="write the markdown/HTML report and plot of a run",
+                       epilog="example:\n  netcut report runs/latest", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="a run directory written by `netcut explore`")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("export", help="export the chosen network (ONNX or TorchScript) with a manifest",
+                       epilog="examples:\n  netcut export runs/latest --format onnx --out winner.onnx\n"
+                              "  netcut export runs/latest --deadline 12 --format torchscript --out winner.pt",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("--deadline", type=float, default=None, help="which deadline's winner (default: the loosest met)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--out", required=True, help="model file to write; the manifest goes to OUT.json")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("demo", help="run the NetCut demo (what `make demo` runs)",
+                       epilog="example:\n  netcut demo --run-dir runs/demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-dir", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster demo")
     p.set_defaults(handler=cmd_demo)
     return parser
 
@@ -282,12 +342,113 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo."""
-    from netcut.demo import run_walkthrough
+def explore_config(args: argparse.Namespace):
+    """ExploreConfig from parsed arguments."""
+    from netcut.search.explore import ExploreConfig
+    from netcut.search.strategy import parse_deadlines
 
-    run_walkthrough(_console())
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    return ExploreConfig(
+        models=models, data=args.data, deadlines=tuple(parse_deadlines(args.deadline)), percentile=args.percentile,
+        margin=args.margin, estimator=args.estimator, latency_tables=tuple(args.latency_table), backend=args.backend,
+        strategy=args.strategy, granularity=args.granularity, fine_tune_blocks=args.fine_tune_blocks,
+        top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
+        seed=args.seed, run_dir=args.run_dir, threads=args.threads, weights=args.weights,
+        head_hidden=args.head_hidden, epochs=args.epochs, repeats=args.repeats, warmup=args.warmup, batch=args.batch,
+        verify=not args.no_verify).validate()
+
+
+def print_result(result, console) -> None:
+    """The per-deadline outcome and the frontier as tables."""
+    from rich.table import Table
+
+    data = result.data
+    metric = data["dataset"]["metric"].replace("_", " ")
+    table = Table(title=f"NetCut: {data['trained']} of {data['candidates_total']} candidates retrained in "
+                        f"{data['exploration_s']:.1f} s")
+    for column in ("deadline", "chosen", "cut", f"test {metric}", "measured p50", "estimated", "best off-the-shelf",
+                   "gain"):
+        table.add_column(column, justify="left" if column in ("chosen", "cut", "best off-the-shelf") else "right")
+    for d in result.deadlines:
+        c, b = d["chosen"], d["best_off_the_shelf"]
+        if c is None:
+            table.add_row(f"{d['deadline_ms']:g} ms", "[red]none[/red]", d.get("reason", ""), "", "",
+                          f"fastest {d.get('fastest_ms', 0):.2f} ms", "", "")
+            continue
+        gain = f"{100 * (c['score'] - b['score']) / b['score']:+.1f}%" if b else "–"
+        measured = "–" if c["latency_ms"] is None else f"{c['latency_ms']:.2f} ms"
+        table.add_row(f"{d['deadline_ms']:g} ms", c["model"], c["cut"] + (" (full)" if c["is_full"] else ""),
+                      f"{c['score']:.4f}", measured, f"{c['estimated_ms']:.2f} ms",
+                      f"{b['model']} {b['score']:.4f}" if b else "none meets it", gain)
+    console.print(table)
+    front = Table(title="Pareto frontier of the retrained candidates")
+    for column in ("model", "cut", "estimated p50", f"test {metric}"):
+        front.add_column(column)
+    for p in data["frontier"]:
+        front.add_row(p["model"] + (" (off-the-shelf)" if p["is_full"] else ""), p["cut"],
+                      f"{p['estimated_ms']:.2f} ms", f"{p['score']:.4f}")
+    console.print(front)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    """Run a NetCut exploration."""
+    from pathlib import Path
+
+    from netcut.progress import Reporter
+    from netcut.search.explore import Explorer
+
+    config = explore_config(args)
+    reporter = Reporter(quiet=args.quiet or args.json)
+    result = Explorer(config, reporter).run()
+    if not args.no_report:
+        from netcut.report.build import write_report
+
+        paths = write_report(result.data, Path(config.run_dir) / "report")
+        reporter.note(f"report: {paths['markdown']} (and .html, frontier.png)")
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_result(result, _console())
+    if result.infeasible:
+        for d in result.deadlines:
+            if d["chosen"] is None:
+                sys.stderr.write(f"netcut: no candidate meets {d['deadline_ms']:g} ms at {d['percentile']}: "
+                                 f"{d.get('reason')}; the fastest is {d.get('fastest')} at "
+                                 f"{d.get('fastest_ms', 0):.2f} ms\n  fix: loosen the deadline, add smaller "
+                                 "models, or use --granularity layer\n")
+        return errors.EXIT_INFEASIBLE
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the report of a run."""
+    from pathlib import Path
+
+    from netcut.export.onnx_export import load_result
+    from netcut.report.build import write_report
+
+    run_dir = Path(args.run_dir)
+    paths = write_report(load_result(run_dir), Path(args.out) if args.out else run_dir / "report")
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the chosen network."""
+    from netcut.export.onnx_export import export
+
+    manifest = export(args.run_dir, args.out, args.format, args.deadline)
+    print(f"exported {manifest['backbone']} cut at {manifest['cut']} ({args.format}) to {args.out}; "
+          f"manifest {args.out}.json; max |export - pytorch| = {manifest['parity_max_abs_diff']:.2e}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the NetCut demo."""
+    from netcut.demo import run_demo
+
+    return run_demo(args.run_dir, _console(), quick=args.quick)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,13 @@
-"""`netcut demo`: a walkthrough on real weights and real photos (grows into the full NetCut demo)."""
+"""`netcut demo` (what `make demo` runs): NetCut on EfficientNet-Lite0/1/2 and the real Fashion-MNIST."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+DEMO_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
 def _photo(name: str) -> Path:
@@ -13,36 +16,67 @@ def _photo(name: str) -> Path:
     return Path(skimage.__file__).parent / "data" / name
 
 
-def run_walkthrough(console) -> None:
-    """Classify real photos with the built-in weights, list the cut points, and trim one network."""
+def show_real_weights(console) -> None:
+    """Classify two real photos: the built-in ImageNet weights are genuine and offline."""
     from torchvision.models import ResNet18_Weights
 
     from netcut.backbones import load_backbone
     from netcut.data.transforms import load_image
-    from netcut.graph import find_cuts, trace
-    from netcut.trim import trim
 
     categories = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     backbone = load_backbone("efficientnet_lite0")
-    console.rule("1. real ImageNet weights, offline")
     for photo in ("chelsea.png", "coffee.png"):
         x = load_image(_photo(photo), backbone.input_size, backbone.mean, backbone.std)[None]
         with torch.inference_mode():
             p = backbone.model(x).softmax(-1)[0]
-        top = p.topk(3)
+        top = p.topk(2)
         best = ", ".join(f"{categories[i]} {v:.2f}" for v, i in zip(top.values.tolist(), top.indices.tolist()))
-        console.print(f"  {photo}: {best}")
-    console.rule("2. legal cut points (block granularity)")
-    traced = trace(backbone)
-    cuts = find_cuts(traced)
-    full = cuts[-1]
-    for c in cuts:
-        console.print(f"  {c.name:<18} {'×'.join(map(str, c.shape)):>11}  {c.params / 1e6:5.2f} M params"
-                      f"  {100 * c.macs / full.macs:4.0f}% MACs")
-    console.rule("3. a trimmed network (TRN) for a 10-class task")
-    cut = cuts[len(cuts) // 2]
-    trn = trim(backbone, cut, num_classes=10)
-    params = sum(p.numel() for p in trn.parameters())
-    console.print(f"  cut at {cut.name}: {params / 1e6:.2f} M parameters (full backbone with new head: "
-                  f"{(full.params + 1280 * 10 + 10) / 1e6:.2f} M), {100 * cut.macs / full.macs:.0f}% of the MACs")
-    console.print(f"  output for one image: {tuple(trn(torch.zeros(1, 3, 224, 224)).shape)}")
+        console.print(f"  efficientnet_lite0 on {photo}: {best}")
+
+
+def choose_deadlines(latencies: dict[str, float]) -> list[float]:
+    """One deadline below the fastest network (only TRNs can meet it) and one between each pair of sizes."""
+    ordered = sorted(latencies.values())
+    deadlines = [0.6 * ordered[0]] + [(a + b) / 2 for a, b in zip(ordered, ordered[1:])]
+    return [round(d, 2) for d in deadlines]
+
+
+def run_demo(run_dir: str, console, quick: bool = False) -> int:
+    """The whole NetCut workflow on real weights and real data; returns an exit code."""
+    from netcut.export.onnx_export import export
+    from netcut.progress import Reporter
+    from netcut.report.build import write_report
+    from netcut.search.explore import ExploreConfig, Explorer
+
+    size = 64 if quick else 96
+    limit_train, limit_test = (600, 300) if quick else (3000, 1000)
+    console.rule("netcut demo: NetCut on EfficientNet-Lite0/1/2 and Fashion-MNIST")
+    console.print("1. The built-in backbones carry real ImageNet weights, installed offline:")
+    show_real_weights(console)
+    console.print(f"\n2. Profile every TRN of the three networks at {size}px on this machine (torch, empirical "
+                  "estimator: one chained pass per network, calibrated on measured TRNs):")
+    config = ExploreConfig(models=DEMO_MODELS, data="fashion-mnist", input_size=size, limit_train=limit_train,
+                           limit_test=limit_test, run_dir=run_dir, repeats=10 if quick else 30)
+    candidates = Explorer(config, Reporter()).candidates()
+    latencies = {c.model: c.estimate.p50 for c in candidates if c.is_full}
+    for name, ms in latencies.items():
+        console.print(f"  {name} (off-the-shelf, new head): {ms:.2f} ms")
+    deadlines = choose_deadlines(latencies)
+    console.print(f"  deadlines: {', '.join(f'{d:g} ms' for d in deadlines)} (one below the fastest network, one "
+                  "between each pair of sizes: where trimmed networks can win)")
+    console.print(f"\n3. NetCut: propose the TRNs that meet each deadline, retrain only those ({limit_train} "
+                  "training images, frozen trunk, cached features), verify the winner's latency:")
+    result = Explorer(replace(config, deadlines=tuple(deadlines)), Reporter()).run()
+    from netcut.cli import print_result
+
+    print_result(result, console)
+    paths = write_report(result.data, Path(run_dir) / "report")
+    console.print(f"\n4. Report: {paths['markdown']}, {paths['html']}, plot {paths['plot']}")
+    met = [d for d in result.deadlines if d["chosen"] is not None]
+    if met:
+        out = Path(run_dir) / "winner.onnx"
+        manifest = export(run_dir, out, "onnx", met[len(met) // 2]["deadline_ms"])
+        console.print(f"5. Exported the {manifest['deadline_ms']:g} ms winner ({manifest['backbone']} cut at "
+                      f"{manifest['cut']}) to {out} with manifest {out}.json; ONNX Runtime matches PyTorch to "
+                      f"{manifest['parity_max_abs_diff']:.1e}")
+    return 0

@@ -20,7 +20,10 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     except OSError as exc:
         raise NetcutError(f"cannot write {str(path)!r}: {exc.strerror or exc}",
                           "choose a writable location (check permissions and free space)") from exc
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared like any file
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()

@@ -110,3 +110,13 @@ def test_user_module_from_a_python_file(tmp_path):
     assert backbone.input_size == 48 and isinstance(backbone.model, torch.nn.Sequential)
     with pytest.raises(NetcutError, match="defines no 'Other'"):
         load_backbone(f"py:{file}:Other")
+
+
+def test_random_weights_are_reproducible_and_do_not_touch_the_global_rng():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = load_backbone("torchvision:mobilenet_v3_small")
+    b = load_backbone("torchvision:mobilenet_v3_small")
+    assert a.weights_hash() == b.weights_hash()
+    assert torch.equal(torch.rand(1), expected_next)

@@ -7,7 +7,7 @@ import torch
 
 from netcut.backbones import load_backbone
 from netcut.graph import build_extractor, build_prefix, find_cuts, trace
-from netcut.trim import trim
+from netcut.trimmed import trim
 from netcut.types import HeadSpec
 
 # chains, residual, dense/concat, inception-style, depthwise, shuffles, NAS, RegNet, ConvNeXt, and the built-ins

@@ -15,7 +15,7 @@ from netcut.progress import QUIET, Reporter
 from netcut.train.cache import _augment
 from netcut.train.heads import loss_fn
 from netcut.train.metrics import evaluate
-from netcut.trim import TrimmedNetwork
+from netcut.trimmed import TrimmedNetwork
 from netcut.types import CutPoint
 
 

@@ -1,0 +1,78 @@
+"""Which candidates meet a deadline, and which of them to retrain (NetCut's proposals or everything)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netcut.errors import NetcutError
+from netcut.latency.estimators import Estimate
+from netcut.types import CutPoint
+
+STRATEGIES = ("netcut", "exhaustive")
+PERCENTILES = ("p50", "p90", "p99")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A TRN (or, at the deepest cut, the off-the-shelf network with a new head) and its latency estimate."""
+
+    model: str
+    cut: CutPoint
+    estimate: Estimate
+    latency_source: str  # estimator name or "table:PATH"
+
+    @property
+    def is_full(self) -> bool:
+        """Whether this is the whole backbone (the off-the-shelf baseline)."""
+        return self.cut.is_full
+
+    @property
+    def id(self) -> str:
+        """model@cut."""
+        return f"{self.model}@{self.cut.name}"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A latency bound at a percentile, with a safety margin on estimates."""
+
+    ms: float
+    percentile: str = "p50"
+    margin: float = 0.05
+
+    def admits(self, candidate: Candidate) -> bool:
+        """Whether the estimate, inflated by the margin, meets the deadline."""
+        return candidate.estimate.percentile(self.percentile) * (1.0 + self.margin) <= self.ms
+
+
+def parse_deadlines(text: str) -> list[float]:
+    """'8,12,20' -> [8.0, 12.0, 20.0], with clear errors for anything that is not a positive number."""
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            value = float(part)
+        except ValueError:
+            raise NetcutError(f"deadline {part!r} is not a number", "pass milliseconds, e.g. --deadline 12 or "
+                              "--deadline 8,12,20") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise NetcutError(f"deadline must be a positive number of milliseconds, got {part}",
+                              "pass e.g. --deadline 12")
+        values.append(value)
+    if not values:
+        raise NetcutError("no deadline given", "pass e.g. --deadline 12")
+    return sorted(set(values))
+
+
+def propose(candidates: list[Candidate], deadline: Deadline, strategy: str, top_k: int) -> list[Candidate]:
+    """netcut: per backbone the top_k deepest cuts that meet the deadline; exhaustive: every candidate."""
+    if strategy == "exhaustive":
+        return list(candidates)
+    if strategy != "netcut":
+        raise NetcutError(f"unknown strategy {strategy!r}", f"use one of: {', '.join(STRATEGIES)}")
+    proposals = []
+    for model in dict.fromkeys(c.model for c in candidates):
+        feasible = [c for c in candidates if c.model == model and deadline.admits(c)]
+        feasible.sort(key=lambda c: c.cut.index, reverse=True)
+        proposals += feasible[:top_k]
+    return proposals

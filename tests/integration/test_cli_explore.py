@@ -1,0 +1,180 @@
+"""`netcut explore`, `report` and `export` end to end on real (small) inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+MODELS = "efficientnet_lite0,torchvision:mobilenet_v3_small"
+SMALL = ["--data", "digits", "--input-size", "32", "--limit-train", "300", "--limit-test", "150", "--repeats", "5",
+         "--warmup", "2", "--threads", "1", "--epochs", "15"]
+
+
+def explore(cli, run_dir, *extra, models=MODELS):
+    return cli("explore", "--models", models, "--run-dir", str(run_dir), *SMALL, *extra)
+
+
+@pytest.fixture(scope="module")
+def latencies(tmp_path_factory):
+    """Profile once to pick deadlines that leave room to win."""
+    from conftest import run_cli
+
+    run_dir = tmp_path_factory.mktemp("probe")
+    result = run_cli("explore", "--models", MODELS, "--run-dir", str(run_dir), *SMALL, "--deadline", "1000",
+                     "--json", "--no-report")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    return {(c["model"], c["cut"]): c["estimated_ms"] for c in data["candidates"]}, data
+
+
+def test_explore_json_has_the_documented_fields(latencies):
+    _, data = latencies
+    assert {"deadline_ms", "chosen", "candidates", "trained", "exploration_s"} <= set(data)
+    chosen = data["chosen"]
+    assert {"model", "cut", "accuracy", "latency_ms", "latency_p90_ms", "estimated_ms"} <= set(chosen)
+    assert chosen["latency_ms"] <= data["deadline_ms"]
+    for row in data["candidates"]:
+        assert {"model", "cut", "estimated_ms", "trained"} <= set(row)
+        assert ("accuracy" in row) == row["trained"]
+    assert data["trained"] == sum(r["trained"] for r in data["candidates"])
+    # netcut proposes the top-3 deepest feasible cuts per backbone: 6 of all candidates
+    assert data["trained"] == 6 < len(data["candidates"])
+    assert data["chosen"]["accuracy"] > 0.5  # digits; chance is 0.1
+
+
+def test_tight_deadline_picks_a_trn_that_meets_it_and_rerun_reuses_everything(cli, tmp_path, latencies):
+    estimates, _ = latencies
+    full = min(v for (m, c), v in estimates.items() if m == "efficientnet_lite0")
+    deadline = sorted(estimates.values())[len(estimates) // 2]
+    first = explore(cli, tmp_path, "--deadline", f"{deadline:.4f}", "--json")
+    assert first.returncode in (0, 3), first.stderr
+    data = json.loads(first.stdout)
+    if data["chosen"] is not None:
+        assert data["chosen"]["latency_ms"] <= deadline
+        assert data["chosen"]["estimated_ms"] * 1.05 <= deadline
+    proposals = set(data["proposals"])
+    assert all(r["estimated_ms"] * 1.05 <= deadline for r in data["candidates"] if f"{r['model']}@{r['cut']}" in
+               proposals)
+    again = explore(cli, tmp_path, "--deadline", f"{deadline:.4f}", "--json")
+    redo = json.loads(again.stdout)
+    assert redo["newly_trained"] == 0 and redo["chosen"] == data["chosen"]
+    assert full > 0
+
+
+def test_several_deadlines_and_report_and_export(cli, tmp_path, latencies):
+    estimates, _ = latencies
+    values = sorted(estimates.values())
+    deadlines = f"{values[len(values) // 3]:.3f},{values[-1] * 2:.3f}"
+    result = explore(cli, tmp_path, "--deadline", deadlines, "--json")
+    assert result.returncode in (0, 3), result.stderr
+    data = json.loads(result.stdout)
+    assert [d["deadline_ms"] for d in data["deadlines"]] == sorted(float(x) for x in deadlines.split(","))
+    loose = data["deadlines"][-1]
+    assert loose["chosen"] is not None and loose["best_off_the_shelf"] is not None
+    for name in ("report.md", "report.html", "frontier.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 500
+    assert "Pareto frontier" in (tmp_path / "report" / "report.md").read_text()
+    report = cli("report", str(tmp_path), "--out", str(tmp_path / "again"))
+    assert report.returncode == 0 and (tmp_path / "again" / "report.html").is_file()
+
+    out = tmp_path / "winner.onnx"
+    exported = cli("export", str(tmp_path), "--format", "onnx", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((tmp_path / "winner.onnx.json").read_text())
+    assert manifest["backbone"] == loose["chosen"]["model"] and manifest["cut"] == loose["chosen"]["cut"]
+    assert manifest["parity_max_abs_diff"] < 1e-4 and manifest["classes"] == [str(i) for i in range(10)]
+    assert manifest["input"]["shape"] == [1, 3, 32, 32]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 32, 32), np.float32)})[0]
+    assert logits.shape == (1, 10)
+    scripted = cli("export", str(tmp_path), "--format", "torchscript", "--out", str(tmp_path / "w.pt"),
+                   "--deadline", str(loose["deadline_ms"]))
+    assert scripted.returncode == 0, scripted.stderr
+    bad = cli("export", str(tmp_path), "--deadline", "123456", "--out", str(tmp_path / "x.onnx"))
+    assert bad.returncode == 2 and "explored no 123456 ms deadline" in bad.stderr
+
+
+def test_exhaustive_trains_every_candidate(cli, tmp_path, latencies):
+    _, probe = latencies
+    result = explore(cli, tmp_path, "--deadline", "1000", "--strategy", "exhaustive", "--json", "--no-report")
+    data = json.loads(result.stdout)
+    assert data["trained"] == len(data["candidates"]) == len(probe["candidates"])
+    # the same winner as netcut on a loose deadline (the deepest cuts are proposed either way) or a better one
+    assert data["chosen"]["val_score"] >= probe["chosen"]["val_score"]
+
+
+def test_infeasible_deadline_exits_3_with_the_fastest_latency(cli, tmp_path):
+    result = explore(cli, tmp_path, "--deadline", "0.0001", "--json", "--no-report")
+    assert result.returncode == 3
+    data = json.loads(result.stdout)
+    assert data["chosen"] is None and data["fastest_ms"] > 0.0001
+    assert "no candidate meets" in result.stderr and "fastest" in result.stderr
+
+
+def test_latency_table_from_the_target_is_used_and_a_foreign_one_refused(cli, tmp_path):
+    table = tmp_path / "lite0.json"
+    profiled = cli("profile", "efficientnet_lite0", "--input-size", "32", "--threads", "1", "--repeats", "5",
+                   "--out", str(table), "--quiet")
+    assert profiled.returncode == 0, profiled.stderr
+    result = explore(cli, tmp_path / "run", "--deadline", "1000", "--latency-table", str(table), "--json",
+                     "--no-report", models="efficientnet_lite0")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["chosen"]["latency_source"] == f"table:{table}"
+    foreign = explore(cli, tmp_path / "run2", "--deadline", "1000", "--latency-table", str(table), "--no-report",
+                      "--input-size", "48", models="efficientnet_lite0")
+    assert foreign.returncode == 2 and "was made for efficientnet_lite0 at 32px" in foreign.stderr
+
+
+def test_soft_labels_explore_with_angular_similarity(cli, tmp_path, photo_folder):
+    rows = ["path,a,b,c"] + [f"{k}/{i}.png,{p}" for i in range(6) for k, p in
+                             (("cat", "0.8,0.1,0.1"), ("coffee", "0.1,0.7,0.2"), ("rocket", "0.2,0.2,0.6"))]
+    csv = photo_folder / "soft.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    result = cli("explore", "--models", "efficientnet_lite0", "--data", str(csv), "--deadline", "1000",
+                 "--input-size", "32", "--repeats", "3", "--threads", "1", "--run-dir", str(tmp_path), "--json",
+                 "--no-report", "--epochs", "5")
+    assert result.returncode == 0, result.stderr
+    chosen = json.loads(result.stdout)["chosen"]
+    assert chosen["metric"] == "angular_similarity" and 0 <= chosen["score"] <= 1
+    assert "top1_agreement" in chosen["metrics"]
+
+
+def test_fine_tuning_the_top_proposals(cli, tmp_path):
+    result = explore(cli, tmp_path, "--deadline", "1000", "--fine-tune-blocks", "1", "--json", "--no-report",
+                     models="efficientnet_lite0")
+    assert result.returncode == 0, result.stderr
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "netcut.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM candidates WHERE finetune_blocks=1").fetchone()[0] == 2
+    assert not math.isnan(json.loads(result.stdout)["chosen"]["score"])
+
+
+def test_python_api_with_a_user_module_and_dataset(tmp_path):
+    import torch
+
+    from netcut.data.datasets import SplitConfig, from_torch_dataset
+    from netcut.search.explore import explore as api_explore
+    from tiny_models import Chain
+
+    class Stripes(torch.utils.data.Dataset):
+        def __len__(self):
+            return 120
+
+        def __getitem__(self, i):
+            image = torch.zeros(3, 16, 16)
+            if i % 2:
+                image[:, ::2] = 1.0
+            else:
+                image[:, :, ::2] = 1.0
+            return image, i % 2
+
+    data = from_torch_dataset(Stripes(), ["rows", "columns"], SplitConfig(val_fraction=0.25, test_fraction=0.25))
+    result = api_explore([Chain()], data, [1000.0], input_size=32, run_dir=str(tmp_path), repeats=3, threads=1)
+    chosen = result.chosen()
+    assert chosen["model"] == "module0" and chosen["accuracy"] > 0.9
