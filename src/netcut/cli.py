@@ -20,14 +20,23 @@ EPILOG = """examples:
 exit codes: 0 ok, 1 internal error (a bug), 2 bad input, 3 no candidate meets the deadline, 130 interrupted"""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
+def _whole_at_least_one(what: str = "", note: str = ""):
+    """An argparse type: a whole number ≥ 1, with a message naming what it is."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{what + ' ' if what else ''}must be ≥ 1, got {value}{note}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_at_least_one()
+_threads = _whole_at_least_one("threads", " (default: all cores)")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -38,16 +47,6 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=_positive_int, default=None, help="square input side in px (default: native)")
     p.add_argument("--granularity", choices=["block", "layer"], default="block",
                    help="block: ends of blocks/stages (default); layer: every legal point")
-
-
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"threads must be ≥ 1, got {value} (default: all cores)")
-    return value
 
 
 def _add_latency_args(p: argparse.ArgumentParser) -> None:

@@ -30,6 +30,11 @@ class Reporter:
             task = progress.add_task(description, total=total)
             yield lambda n=1: progress.advance(task, n)
 
+    def warn(self, message: str) -> None:
+        """A warning on stderr, shown even when quiet (quiet silences progress, not problems)."""
+        sys.stderr.write(f"netcut: warning: {message.rstrip()}\n")
+        sys.stderr.flush()
+
     def note(self, message: str) -> None:
         """A one-line note on stderr."""
         if not self.quiet:

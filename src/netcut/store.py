@@ -106,15 +106,20 @@ class ResultStore:
                               "wait for the other netcut process, or free disk space") from exc
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        try:
             self.db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            self.db.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # disk full, I/O error, file size limit: nothing half-written stays
+            self._rollback()
             raise NetcutError(f"could not save to {str(self.path)!r}: {exc}", "free some disk space and rerun; "
                               "finished work is kept") from exc
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction is already gone
 
     # candidates ----------------------------------------------------------------------------------------------
     def get_candidate(self, key: str) -> dict | None:

@@ -178,3 +178,11 @@ def test_python_api_with_a_user_module_and_dataset(tmp_path):
     result = api_explore([Chain()], data, [1000.0], input_size=32, run_dir=str(tmp_path), repeats=3, threads=1)
     chosen = result.chosen()
     assert chosen["model"] == "module0" and chosen["accuracy"] > 0.9
+
+
+def test_explore_on_onnxruntime_verifies_with_onnxruntime(cli, tmp_path):
+    result = explore(cli, tmp_path, "--deadline", "1000", "--backend", "onnxruntime", "--json", "--no-report",
+                     models="efficientnet_lite0")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["environment"]["backend"] == "onnxruntime" and data["chosen"]["latency_ms"] > 0

@@ -75,22 +75,31 @@ def measure_trns(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, 
 
 
 def _calibration_cuts(cuts: list[CutPoint], count: int) -> list[CutPoint]:
-    """The full network, plus (count=2) a shallow cut, where per-call costs weigh most."""
-    if count <= 1 or len(cuts) < 3:
-        return [cuts[-1]]
-    return [cuts[round(0.3 * (len(cuts) - 1))], cuts[-1]]
+    """The full network and, for count ≥ 2, a cut at 30% depth and (count ≥ 3) the shallowest cut.
+
+    Shallow TRNs are cheap to measure and pin down the per-call costs that dominate them.
+    """
+    picks = [len(cuts) - 1]
+    if count >= 2:
+        picks.append(round(0.3 * (len(cuts) - 1)))
+    if count >= 3:
+        picks.append(0)
+    return [cuts[i] for i in sorted(set(picks))]
 
 
 def _fit_calibration(stage_sum: np.ndarray, boundary_bytes: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """target ≈ α·stage_sum − γ·boundary_bytes with γ ≥ 0 (copying chained outputs out); α alone if that fails."""
+    """target ≈ α·stage_sum − γ·boundary_bytes, γ ≥ 0 (copying chained outputs out), in relative error."""
+    weights = 1.0 / target  # every calibration TRN counts alike, however fast
     if len(target) >= 2:
+        design = np.column_stack([stage_sum, -boundary_bytes]) * weights[:, None]
         try:
-            alpha, gamma = np.linalg.lstsq(np.column_stack([stage_sum, -boundary_bytes]), target, rcond=None)[0]
+            alpha, gamma = np.linalg.lstsq(design, target * weights, rcond=None)[0]
             if gamma >= 0 and alpha > 0:
                 return float(alpha), float(gamma)
         except np.linalg.LinAlgError:
             pass
-    return float((stage_sum * target).sum() / (stage_sum * stage_sum).sum()), 0.0
+    r, t = stage_sum * weights, target * weights
+    return float((r * t).sum() / (r * r).sum()), 0.0
 
 
 class _Tiny(nn.Module):
@@ -101,7 +110,7 @@ class _Tiny(nn.Module):
 
 
 def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, config: HarnessConfig,
-                       num_classes: int = 10, reporter: Reporter = QUIET, calibration_points: int = 2,
+                       num_classes: int = 10, reporter: Reporter = QUIET, calibration_points: int = 3,
                        ground_truth: list[CutPoint] | None = None) -> EstimatorRun:
     """NetCut's empirical estimator: profile the backbone once, as a chain of segments, and derive every TRN.
 

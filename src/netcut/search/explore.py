@@ -156,7 +156,7 @@ class Explorer:
                             limit_test=self.config.limit_test)
         dataset = load_dataset(self.config.data, split, probe_size=self.config.input_size or 224)
         for note in dataset.notes:
-            self.reporter.note(f"warning: {note}")
+            self.reporter.warn(note)
         return dataset
 
     def _load_nets(self) -> list[_Net]:
@@ -313,6 +313,8 @@ class Explorer:
     def run(self) -> ExploreResult:
         """Explore every deadline; everything is stored in the run directory as it completes."""
         started = time.perf_counter()
+        # one thread count for everything, whichever steps a (resumed) run skips: features are bitwise reproducible
+        torch.set_num_threads(self.threads)
         with run_lock(self.config.run_dir):
             store = ResultStore(self.config.run_dir)
             run_id = store.start_run(self.config.to_dict())

@@ -13,7 +13,7 @@ from netcut.data.datasets import Dataset
 from netcut.graph import TracedNetwork, build_prefix, build_segment
 from netcut.progress import QUIET, Reporter
 from netcut.train.cache import _augment
-from netcut.train.heads import loss_fn
+from netcut.train.heads import EarlyStopping, loss_fn
 from netcut.train.metrics import evaluate
 from netcut.trimmed import TrimmedNetwork
 from netcut.types import CutPoint
@@ -87,7 +87,7 @@ def fine_tune(traced: TracedNetwork, cut: CutPoint, block_cuts: list[CutPoint], 
         groups.append({"params": trunk_params, "lr": config.lr_trunk})
     optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
     best = evaluate_images(trn, dataset, "val", traced.input_size, b.mean, b.std)
-    best_state, stale = copy.deepcopy(trn.state_dict()), 0
+    stopper = EarlyStopping(trn, best["score"], config.patience)
     n = len(dataset.splits["train"])
     steps = config.epochs * ((n + config.batch_size - 1) // config.batch_size)
     with torch.inference_mode(False), reporter.bar(f"fine-tuning {b.name} @ {cut.name} ({config.blocks} blocks)",
@@ -103,13 +103,11 @@ def fine_tune(traced: TracedNetwork, cut: CutPoint, block_cuts: list[CutPoint], 
                 optimizer.step()
                 advance()
             score = evaluate_images(trn, dataset, "val", traced.input_size, b.mean, b.std)
-            if score["score"] > best["score"] + 1e-9:
-                best, best_state, stale = score, copy.deepcopy(trn.state_dict()), 0
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
-    trn.load_state_dict(best_state)
+            improved = score["score"] > stopper.best + 1e-9
+            best = score if improved else best
+            if stopper.update(trn, score["score"]):
+                break
+    trn.load_state_dict(stopper.state)
     for p in trn.parameters():
         p.requires_grad_(False)
     test = evaluate_images(trn, dataset, "test", traced.input_size, b.mean, b.std)

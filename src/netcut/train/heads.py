@@ -47,6 +47,21 @@ class HeadResult:
     seconds: float
 
 
+class EarlyStopping:
+    """Keeps the best state seen on validation; says when `patience` evaluations brought nothing better."""
+
+    def __init__(self, model: nn.Module, score: float, patience: int) -> None:
+        self.best, self.state, self.stale, self.patience = score, copy.deepcopy(model.state_dict()), 0, patience
+
+    def update(self, model: nn.Module, score: float) -> bool:
+        """Record a validation score; True when training should stop."""
+        if score > self.best + 1e-9:
+            self.best, self.state, self.stale = score, copy.deepcopy(model.state_dict()), 0
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy to a class index, or to a target distribution (soft labels; KL up to a constant)."""
     if targets.dim() == 1:
@@ -77,7 +92,7 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
     vy = torch.from_numpy(val_y)
     model = classifier(x.shape[1], num_classes, config.head)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    best_score, best_state, stale, epochs = -np.inf, copy.deepcopy(model.state_dict()), 0, 0
+    stopper, epochs = EarlyStopping(model, -np.inf, config.patience), 0
     with torch.inference_mode(False):
         for epoch in range(config.epochs):
             model.train()
@@ -91,13 +106,9 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
             with torch.no_grad():
                 score = evaluate(model(vx), vy)["score"]
             epochs = epoch + 1
-            if score > best_score + 1e-9:
-                best_score, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
-    model.load_state_dict(best_state)
+            if stopper.update(model, score):
+                break
+    model.load_state_dict(stopper.state)
     _fold_standardization(model, mean, std)
     model.eval()
     with torch.no_grad():

@@ -1,0 +1,42 @@
+"""Shared by the benchmarks: where results go and what machine produced them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def machine() -> dict:
+    """The facts a reader needs to judge a timing."""
+    import torch
+
+    from netcut.latency.harness import cpu_model
+
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(sys.argv)}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def write(name: str, data: dict, markdown: str) -> None:
+    """docs/<name>.json and docs/<name>.md."""
+    DOCS.mkdir(exist_ok=True)
+    (DOCS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    m = data["machine"]
+    header = (f"_Measured {m['date']} on {m['cpu']} ({m['cores']} cores), torch {m['torch']}"
+              f"{', onnxruntime ' + m['onnxruntime'] if 'onnxruntime' in m else ''}. Reproduce: "
+              f"`{m['command']}`._\n\n")
+    (DOCS / f"{name}.md").write_text(markdown.replace("{header}", header))
+    print(f"wrote docs/{name}.json and docs/{name}.md")

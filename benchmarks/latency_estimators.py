@@ -1,0 +1,125 @@
+"""How good are the latency estimators? MAPE and share within ±10% of measured p50, per architecture and overall.
+
+Every TRN (block cuts, 224 px, batch 1) of 8 torchvision families (random weights: latency does not depend on
+them) and the three built-in backbones, on both backends. The empirical estimate and the ground truth are
+measured side by side in one interleaved run; the measurement's own repeatability is shown by timing every TRN
+twice (two sessions, interleaved). The analytical model is judged leave-one-network-out: fitted on the other
+networks' measurements, predicting the held-out one without running it.
+
+Usage: python benchmarks/latency_estimators.py [--backends torch,onnxruntime] [--repeats 20] [--size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from _common import machine, write  # noqa: E402
+
+from netcut.backbones import load_backbone  # noqa: E402
+from netcut.graph import find_cuts, trace  # noqa: E402
+from netcut.latency.backends import get_backend  # noqa: E402
+from netcut.latency.estimators import (accuracy_metrics, estimate_empirical, fit_analytical,  # noqa: E402
+                                       measure_trns, trn_nodes)
+from netcut.latency.harness import HarnessConfig  # noqa: E402
+
+NETWORKS = ["torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large",
+            "torchvision:shufflenet_v2_x1_0", "torchvision:squeezenet1_1", "torchvision:mnasnet1_0",
+            "torchvision:regnet_x_400mf", "torchvision:googlenet", "efficientnet_lite0", "efficientnet_lite1",
+            "efficientnet_lite2"]
+
+
+def run_backend(backend_name: str, size: int, config: HarnessConfig) -> dict:
+    backend = get_backend(backend_name, config.resolved_threads())
+    rows, samples = {}, {}
+    for name in NETWORKS:
+        traced = trace(load_backbone(name, None if "lite" in name else "none"), size)
+        cuts = find_cuts(traced, "block")
+        t = time.perf_counter()
+        measure_trns(traced, [cuts[-1]], backend, config)
+        full_s = time.perf_counter() - t
+        alone = estimate_empirical(traced, cuts, backend, config)  # its cost, without ground truth beside it
+        side = estimate_empirical(traced, cuts, backend, config, ground_truth=cuts)
+        truth = np.array([side.details["measured"][c.name].p50 for c in cuts])
+        est = np.array([side.estimates[c.name].p50 for c in cuts])
+        t = time.perf_counter()
+        twice = measure_trns(traced, cuts, backend, config, copies=2)
+        measured_s = (time.perf_counter() - t) / 2
+        a = np.array([twice.details["stats"][c.name].p50 for c in cuts])
+        b = np.array([twice.details["stats"][f"{c.name}#1"].p50 for c in cuts])
+        samples[name] = ([trn_nodes(traced, c) for c in cuts], truth)
+        rows[name] = {"cuts": len(cuts), "full_ms": float(truth[-1]), "empirical": accuracy_metrics(est, truth),
+                      "repeatability": accuracy_metrics(b, a), "cost_full_s": round(full_s, 3),
+                      "cost_empirical_s": round(alone.cost_s, 3), "cost_measured_s": round(measured_s, 3),
+                      "cost_ratio_empirical": round(alone.cost_s / full_s, 2),
+                      "cost_ratio_measured": round(measured_s / full_s, 2)}
+        print(f"{backend_name} {name}: empirical {rows[name]['empirical']['within10_pct']:.0f}% within ±10%, "
+              f"repeatability {rows[name]['repeatability']['within10_pct']:.0f}%, cost x{rows[name]['cost_ratio_empirical']}",
+              flush=True)
+    model = fit_analytical(samples, backend_name, config.resolved_threads(), {}, "benchmark")
+    loo = model.fit["leave_one_network_out"]
+    for name in NETWORKS:
+        rows[name]["analytical_loo"] = loo[name]
+    overall = {
+        "empirical": _pool(rows, "empirical"), "repeatability": _pool(rows, "repeatability"),
+        "analytical_loo": loo["overall"], "analytical_in_sample": model.fit["in_sample"],
+        "cost_ratio_empirical_median": float(np.median([r["cost_ratio_empirical"] for r in rows.values()])),
+        "cost_ratio_measured_median": float(np.median([r["cost_ratio_measured"] for r in rows.values()])),
+    }
+    return {"networks": rows, "overall": overall}
+
+
+def _pool(rows: dict, key: str) -> dict:
+    """Overall metrics weighted by the number of TRNs."""
+    n = sum(r[key]["n"] for r in rows.values())
+    return {"mape_pct": sum(r[key]["mape_pct"] * r[key]["n"] for r in rows.values()) / n,
+            "within10_pct": sum(r[key]["within10_pct"] * r[key]["n"] for r in rows.values()) / n, "n": n}
+
+
+def markdown(data: dict) -> str:
+    lines = ["# Latency estimators: accuracy and cost", "", "{header}",
+             "Every block-granularity TRN (prefix + new head), 224 px, batch 1, all cores. *within ±10%*: share of "
+             "TRNs whose estimate is within ±10% of the measured p50 (nn-Meter's headline metric). *repeatability*: "
+             "the same TRNs measured twice in one interleaved run: the noise floor of this machine. *analytical*: "
+             "leave-one-network-out (fitted on the other networks, nothing of the held-out network executed). "
+             "*cost*: building the empirical table / measuring the full network once, same harness settings.", ""]
+    for backend, result in data["backends"].items():
+        o = result["overall"]
+        lines += [f"## {backend}", "",
+                  f"Overall: empirical **{o['empirical']['within10_pct']:.1f}%** within ±10% (MAPE "
+                  f"{o['empirical']['mape_pct']:.1f}%), repeatability {o['repeatability']['within10_pct']:.1f}% "
+                  f"(MAPE {o['repeatability']['mape_pct']:.1f}%), analytical **{o['analytical_loo']['within10_pct']:.1f}%**"
+                  f" (MAPE {o['analytical_loo']['mape_pct']:.1f}%; in-sample {o['analytical_in_sample']['within10_pct']:.1f}%)"
+                  f", over {o['empirical']['n']} TRNs. Empirical table cost: median "
+                  f"{o['cost_ratio_empirical_median']:.2f}x one full-network measurement (measuring every TRN: "
+                  f"{o['cost_ratio_measured_median']:.1f}x).", "",
+                  "| network | TRNs | full p50 ms | empirical ±10% | empirical MAPE | repeatability ±10% | analytical ±10% "
+                  "| analytical MAPE | cost empirical | cost measured |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in result["networks"].items():
+            lines.append(f"| {name} | {r['cuts']} | {r['full_ms']:.2f} | {r['empirical']['within10_pct']:.0f}% | "
+                         f"{r['empirical']['mape_pct']:.1f}% | {r['repeatability']['within10_pct']:.0f}% | "
+                         f"{r['analytical_loo']['within10_pct']:.0f}% | {r['analytical_loo']['mape_pct']:.1f}% | "
+                         f"{r['cost_ratio_empirical']:.2f}x | {r['cost_ratio_measured']:.1f}x |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="torch,onnxruntime")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--size", type=int, default=224)
+    args = parser.parse_args()
+    config = HarnessConfig(warmup=3, repeats=args.repeats)
+    data = {"machine": machine(), "size": args.size, "repeats": args.repeats, "backends": {}}
+    for backend in args.backends.split(","):
+        data["backends"][backend] = run_backend(backend, args.size, config)
+    write("latency_estimators", data, markdown(data))
+
+
+if __name__ == "__main__":
+    main()
