@@ -269,13 +269,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from netcut.progress import Reporter
 
     settings = ProfileSettings(args.backend, args.estimator, args.granularity, harness=_harness(args)).validate()
-    get_backend(args.backend, settings.harness.resolved_threads())  # fail fast on an unknown/missing backend
+    backend = get_backend(args.backend, settings.harness.resolved_threads())  # fails fast if unknown/missing
     traced = trace(load_backbone(args.model, args.weights), args.input_size)
     reporter = Reporter(quiet=args.quiet or args.json)
     compare: tuple[str, ...] = ()
     if args.measure_all:
-        env = environment(args.backend, settings.harness.resolved_threads(),
-                          get_backend(args.backend, settings.harness.resolved_threads()).versions())
+        env = environment(backend.name, settings.harness.resolved_threads(), backend.versions())
         fitted = args.analytical_model or analytical_model_path(args.backend, env).is_file()
         compare = ("empirical", "analytical") if fitted else ("empirical",)
     table = profile(traced, settings, args.measure_all, reporter,

@@ -88,10 +88,8 @@ class ResultStore:
         if row is None and tables - {"meta"}:
             raise NetcutError(f"{str(self.path)!r} is not a netcut store", "use a new --run-dir")
         with self.transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db_statement = statement.strip()
-                    self.db.execute(db_statement)
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self.db.execute(statement)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('netcut', ?)", (__version__,))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (_now(),))

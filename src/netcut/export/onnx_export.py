@@ -14,7 +14,8 @@ from netcut.errors import NetcutError
 from netcut.fsutil import write_atomic, write_json
 from netcut.graph import find_cuts, trace
 from netcut.heads import classifier
-from netcut.store import ResultStore, candidate_key
+from netcut.search.explore import backbone_identity, trained_candidate_key
+from netcut.store import ResultStore
 from netcut.train.finetune import assemble
 from netcut.train.heads import TrainConfig
 from netcut.types import HeadSpec
@@ -62,10 +63,9 @@ def rebuild(run_dir: Path, result: dict, chosen: dict) -> tuple[torch.nn.Module,
     cuts = find_cuts(traced, cfg["granularity"])
     cut = next(c for c in cuts if c.name == chosen["cut"])
     train = TrainConfig(epochs=cfg["epochs"], seed=cfg["seed"], head=HeadSpec(hidden=cfg["head_hidden"]))
-    identity = f"{backbone.name}|{traced.fingerprint()}|{backbone.weights_hash()}"
     blocks = chosen["fine_tune_blocks"]
-    config_id = train.digest() + (f"|ft{cfg['fine_tune_epochs']}" if blocks else "")
-    key = candidate_key(identity, cut.name, train.head.label(), result["dataset"]["fingerprint"], config_id, blocks)
+    key = trained_candidate_key(backbone_identity(backbone, traced, backbone.weights_hash()), cut.name, train,
+                                result["dataset"]["fingerprint"], blocks, cfg["fine_tune_epochs"])
     store = ResultStore(run_dir)
     weights = store.get_artifact(key)
     store.close()

@@ -93,6 +93,18 @@ class ExploreConfig:
         return asdict(self)
 
 
+def backbone_identity(backbone: Backbone, traced: TracedNetwork, weights_hash: str) -> str:
+    """Name, architecture at its input size, and weights: what a stored result belongs to."""
+    return f"{backbone.name}|{traced.fingerprint()}|{weights_hash}"
+
+
+def trained_candidate_key(identity: str, cut: str, train: TrainConfig, dataset_fingerprint: str, blocks: int,
+                          fine_tune_epochs: int) -> str:
+    """The store key of a trained candidate (frozen trunk, or fine-tuned last `blocks` blocks)."""
+    config = train.digest() + (f"|ft{fine_tune_epochs}" if blocks else "")
+    return candidate_key(identity, cut, train.head.label(), dataset_fingerprint, config, blocks)
+
+
 @dataclass
 class _Net:
     """A backbone being explored."""
@@ -100,6 +112,7 @@ class _Net:
     backbone: Backbone
     traced: TracedNetwork
     cuts: list[CutPoint]
+    weights_hash: str
     identity: str  # architecture + input size + weights: keys stored results
 
 
@@ -147,6 +160,8 @@ class Explorer:
         self.train_config = TrainConfig(epochs=config.epochs, seed=config.seed,
                                         head=HeadSpec(hidden=config.head_hidden))
         self.newly_trained = 0
+        # which machine/backend/threads a stored latency belongs to; read once, not per cut
+        self.device_key = device_key(environment(config.backend, self.threads))
 
     # ---- setup --------------------------------------------------------------------------------------------
     def _load_dataset(self) -> Dataset:
@@ -168,8 +183,8 @@ class Explorer:
         for b in backbones:
             traced = trace(b, self.config.input_size)
             cuts = find_cuts(traced, self.config.granularity)
-            identity = f"{b.name}|{traced.fingerprint()}|{b.weights_hash()}"
-            nets.append(_Net(b, traced, cuts, identity))
+            weights = b.weights_hash()
+            nets.append(_Net(b, traced, cuts, weights, backbone_identity(b, traced, weights)))
         return nets
 
     def _tables(self, nets: list[_Net]) -> dict[str, tuple[LatencyTable, str]]:
@@ -193,8 +208,7 @@ class Explorer:
 
     # ---- latency ------------------------------------------------------------------------------------------
     def _latency_key(self, net: _Net, cut: str, estimator: str) -> str:
-        env = environment(self.config.backend, self.threads)
-        text = json.dumps([net.traced.fingerprint(), cut, self.config.backend, estimator, device_key(env),
+        text = json.dumps([net.traced.fingerprint(), cut, self.config.backend, estimator, self.device_key,
                            self.config.batch])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -258,7 +272,7 @@ class Explorer:
             net = nets[model]
             names = [c.name for c in net.cuts]
             splits = {s: cached_features(Path(self.config.run_dir) / "cache", net.traced, names, dataset, s,
-                                         net.backbone.weights_hash(), self.train_config.augment_views,
+                                         net.weights_hash, self.train_config.augment_views,
                                          self.config.seed, reporter=self.reporter)
                       for s in ("train", "val", "test")}
             with self.reporter.bar(f"training {len(candidates)} heads of {model}", len(candidates)) as advance:
@@ -297,9 +311,8 @@ class Explorer:
         return model.eval()
 
     def _key(self, net: _Net, cut: CutPoint, blocks: int, dataset: Dataset) -> str:
-        config = self.train_config.digest() + (f"|ft{self.config.fine_tune_epochs}" if blocks else "")
-        return candidate_key(net.identity, cut.name, self.train_config.head.label(), dataset.fingerprint(), config,
-                             blocks)
+        return trained_candidate_key(net.identity, cut.name, self.train_config, dataset.fingerprint(), blocks,
+                                     self.config.fine_tune_epochs)
 
     def _record(self, net: _Net, cut: CutPoint, blocks: int, dataset: Dataset, val: dict, test: dict,
                 seconds: float) -> dict:
