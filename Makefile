@@ -1,17 +1,23 @@
-# Two entry points: `make demo` and `make test`. Both set everything up on a fresh machine.
+# Two entry points: `make demo` and `make test`. Both set everything up on a fresh machine. CI runs `make lint`
+# then `make test` (.ci/run).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test venv dataset clean bench
+.PHONY: demo test lint venv dataset clean bench
 
 demo: venv dataset
 	$(VENV)/bin/netcut demo
 
 test: venv dataset
 	$(PY) -m pytest -q
+
+# ruff (style, imports, bugs, annotations) on everything; mypy (untyped definitions refused) on the package
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 
 venv: $(STAMP)
 

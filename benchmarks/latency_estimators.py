@@ -19,12 +19,13 @@ import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import machine, write  # noqa: E402
-
 from netcut.backbones import load_backbone  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
 from netcut.latency.backends import get_backend  # noqa: E402
-from netcut.latency.estimators import (accuracy_metrics, estimate_empirical, fit_analytical,  # noqa: E402
-                                       measure_trns, trn_nodes)
+from netcut.latency.estimators import accuracy_metrics  # noqa: E402
+from netcut.latency.estimators.analytical import fit_analytical, trn_nodes  # noqa: E402
+from netcut.latency.estimators.empirical import estimate_empirical  # noqa: E402
+from netcut.latency.estimators.measured import measure_trns  # noqa: E402
 from netcut.latency.harness import HarnessConfig  # noqa: E402
 
 NETWORKS = ["torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large",
@@ -44,7 +45,7 @@ def run_backend(backend_name: str, size: int, config: HarnessConfig) -> dict:
         full_s = time.perf_counter() - t
         alone = estimate_empirical(traced, cuts, backend, config)  # its cost, without ground truth beside it
         side = estimate_empirical(traced, cuts, backend, config, ground_truth=cuts)
-        truth = np.array([side.details["measured"][c.name].p50 for c in cuts])
+        truth = np.array([side.measured[c.name].p50 for c in cuts])
         est = np.array([side.estimates[c.name].p50 for c in cuts])
         t = time.perf_counter()
         twice = measure_trns(traced, cuts, backend, config, copies=2)
@@ -58,7 +59,8 @@ def run_backend(backend_name: str, size: int, config: HarnessConfig) -> dict:
                       "cost_ratio_empirical": round(alone.cost_s / full_s, 2),
                       "cost_ratio_measured": round(measured_s / full_s, 2)}
         print(f"{backend_name} {name}: empirical {rows[name]['empirical']['within10_pct']:.0f}% within ±10%, "
-              f"repeatability {rows[name]['repeatability']['within10_pct']:.0f}%, cost x{rows[name]['cost_ratio_empirical']}",
+              f"repeatability {rows[name]['repeatability']['within10_pct']:.0f}%, "
+              f"cost x{rows[name]['cost_ratio_empirical']}",
               flush=True)
     model = fit_analytical(samples, backend_name, config.resolved_threads(), {}, "benchmark")
     loo = model.fit["leave_one_network_out"]
@@ -92,13 +94,15 @@ def markdown(data: dict) -> str:
         lines += [f"## {backend}", "",
                   f"Overall: empirical **{o['empirical']['within10_pct']:.1f}%** within ±10% (MAPE "
                   f"{o['empirical']['mape_pct']:.1f}%), repeatability {o['repeatability']['within10_pct']:.1f}% "
-                  f"(MAPE {o['repeatability']['mape_pct']:.1f}%), analytical **{o['analytical_loo']['within10_pct']:.1f}%**"
-                  f" (MAPE {o['analytical_loo']['mape_pct']:.1f}%; in-sample {o['analytical_in_sample']['within10_pct']:.1f}%)"
+                  f"(MAPE {o['repeatability']['mape_pct']:.1f}%), analytical "
+                  f"**{o['analytical_loo']['within10_pct']:.1f}%** (MAPE {o['analytical_loo']['mape_pct']:.1f}%; "
+                  f"in-sample {o['analytical_in_sample']['within10_pct']:.1f}%)"
                   f", over {o['empirical']['n']} TRNs. Empirical table cost: median "
                   f"{o['cost_ratio_empirical_median']:.2f}x one full-network measurement (measuring every TRN: "
                   f"{o['cost_ratio_measured_median']:.1f}x).", "",
-                  "| network | TRNs | full p50 ms | empirical ±10% | empirical MAPE | repeatability ±10% | analytical ±10% "
-                  "| analytical MAPE | cost empirical | cost measured |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| network | TRNs | full p50 ms | empirical ±10% | empirical MAPE | repeatability ±10% "
+                  "| analytical ±10% | analytical MAPE | cost empirical | cost measured |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in result["networks"].items():
             lines.append(f"| {name} | {r['cuts']} | {r['full_ms']:.2f} | {r['empirical']['within10_pct']:.0f}% | "
                          f"{r['empirical']['mape_pct']:.1f}% | {r['repeatability']['within10_pct']:.0f}% | "

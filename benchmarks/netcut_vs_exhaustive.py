@@ -25,12 +25,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import DOCS, machine, write  # noqa: E402
-
+from naive import naive_retrain  # noqa: E402
 from netcut.data.datasets import SplitConfig, load_dataset  # noqa: E402
-from netcut.report.build import plot  # noqa: E402
-from netcut.search.explore import ExploreConfig, Explorer  # noqa: E402
-from netcut.train.heads import TrainConfig  # noqa: E402
-from netcut.train.naive import naive_retrain  # noqa: E402
+from netcut.report.plot import plot  # noqa: E402
+from netcut.report.view import explore_json  # noqa: E402
+from netcut.search.config import ExploreConfig  # noqa: E402
+from netcut.search.decide import relative_gain  # noqa: E402
+from netcut.search.explore import Explorer  # noqa: E402
+from netcut.train.probe import TrainConfig  # noqa: E402
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -63,8 +65,8 @@ def main() -> None:
         t = time.perf_counter()
         result = Explorer(config).run()
         single.append({"deadline_ms": deadline, "seconds": time.perf_counter() - t,
-                       "proposals": result.data["deadlines"][0]["proposals"], "trained": result.data["trained"]})
-        print(f"netcut for {deadline} ms alone: {single[-1]['seconds']:.1f} s, trained {result.data['trained']}",
+                       "proposals": [p.label for p in result.decisions[0].proposals], "trained": result.trained})
+        print(f"netcut for {deadline} ms alone: {single[-1]['seconds']:.1f} s, trained {result.trained}",
               flush=True)
 
     runs = {}
@@ -72,8 +74,8 @@ def main() -> None:
         config = replace(base, deadlines=deadlines, strategy=strategy, run_dir=str(work / strategy))
         t = time.perf_counter()
         result = Explorer(config).run()
-        runs[strategy] = {"seconds": time.perf_counter() - t, "result": result.data}
-        print(f"{strategy}: {runs[strategy]['seconds']:.1f} s, trained {result.data['trained']}", flush=True)
+        runs[strategy] = {"seconds": time.perf_counter() - t, "result": explore_json(result), "typed": result}
+        print(f"{strategy}: {runs[strategy]['seconds']:.1f} s, trained {result.trained}", flush=True)
 
     # paper-style: every candidate retrained from images, no cache
     from netcut.backbones import load_backbone
@@ -109,10 +111,10 @@ def main() -> None:
         if c and e:
             row["same_winner_within_0.5_points"] = abs(c["score"] - e["score"]) <= 0.005
         if c and best_full:
-            row["relative_gain_pct"] = 100 * (c["score"] - best_full["score"]) / best_full["score"]
+            row["relative_gain_pct"] = relative_gain(c["score"], best_full["score"])
         per_deadline.append(row)
     gains = [r["relative_gain_pct"] for r in per_deadline if "relative_gain_pct" in r]
-    plot(exh, DOCS / "netcut_frontier.png")
+    plot(runs["exhaustive"]["typed"], DOCS / "netcut_frontier.png")
     data = {
         "machine": machine(), "models": MODELS, "size": args.size, "train_images": args.train,
         "test_images": args.test, "deadlines": deadlines, "latency_estimation_s": latency_s,
@@ -153,7 +155,8 @@ def main() -> None:
              "ours vs paper-style exhaustive |", "|---|---|---|---|---|---|"]
     for r in single:
         lines.append(f"| {r['deadline_ms']:g} ms | {r['trained']} | {r['paper_style_netcut_s']:.1f} | "
-                     f"{r['speedup_paper_style']:.1f}x | {r['seconds']:.1f} | {r['speedup_ours_vs_paper_exhaustive']:.1f}x |")
+                     f"{r['speedup_paper_style']:.1f}x | {r['seconds']:.1f} | "
+                     f"{r['speedup_ours_vs_paper_exhaustive']:.1f}x |")
     lines += ["", f"Mean over deadlines: paper-style NetCut is {data['speedup_paper_style_per_deadline_mean']:.1f}x "
               f"faster than paper-style exhaustive (paper: 27x); our NetCut (cache + proposals) is "
               f"{data['speedup_ours_per_deadline_mean']:.1f}x faster than it. The multi-deadline rows above answer "

@@ -20,13 +20,12 @@ import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import machine, write  # noqa: E402
-
+from naive import naive_retrain  # noqa: E402
 from netcut.backbones import load_backbone  # noqa: E402
 from netcut.data.datasets import SplitConfig, load_dataset  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
 from netcut.train.cache import extract_features  # noqa: E402
-from netcut.train.heads import TrainConfig, fit_head  # noqa: E402
-from netcut.train.naive import naive_retrain  # noqa: E402
+from netcut.train.probe import TrainConfig, fit_head  # noqa: E402
 
 
 def cached_all(traced, cuts, dataset, config: TrainConfig) -> tuple[dict, dict]:
@@ -114,7 +113,8 @@ def main() -> None:
              f"largest gap {data['accuracy_difference_naive_minus_cached']['max_abs']:.3f}.", "",
              f"**Transfer**: at the best cut ({best.name}) pretrained ImageNet weights give "
              f"{cached_acc[best.name]:.3f} test accuracy, random weights {random_acc[best.name]:.3f} (means over all "
-             f"cuts {data['transfer']['pretrained_mean_over_cuts']:.3f} vs {data['transfer']['random_mean_over_cuts']:.3f}).",
+             f"cuts {data['transfer']['pretrained_mean_over_cuts']:.3f} vs "
+             f"{data['transfer']['random_mean_over_cuts']:.3f}).",
              "", "| cut | cached | naive | random weights (cached) |", "|---|---|---|---|"]
     for c in cuts:
         lines.append(f"| {c.name} | {cached_acc[c.name]:.3f} | {naive_acc[c.name]:.3f} | {random_acc[c.name]:.3f} |")

@@ -1,4 +1,5 @@
-"""Tiny hand-built CNNs with known cut structure (chain, residual, concat) and an untraceable one."""
+"""Tiny hand-built CNNs with known cut structure (chain, residual, concat), an untraceable one, and a structured
+image dataset they can learn."""
 
 from __future__ import annotations
 
@@ -109,3 +110,18 @@ class Untraceable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(self.stem(x))
+
+
+class Stripes(torch.utils.data.Dataset):
+    """Row stripes (label 1) vs column stripes (label 0): structured images a tiny CNN separates."""
+
+    def __len__(self) -> int:
+        return 120
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = torch.zeros(3, 16, 16)
+        if i % 2:
+            image[:, ::2] = 1.0
+        else:
+            image[:, :, ::2] = 1.0
+        return image, i % 2

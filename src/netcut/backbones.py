@@ -8,9 +8,9 @@ import importlib
 import importlib.util
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -74,7 +74,8 @@ BUILTINS: dict[str, BuiltinSpec] = {
     ),
 }
 
-_TOP_LEVEL_KEYS = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP_LEVEL_KEYS = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+                   "_fc": "classifier"}
 _EXPANDED_BLOCK_KEYS = {
     "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
     "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
@@ -128,11 +129,13 @@ def load_state_dict_file(model: nn.Module, path: str | Path, what: str) -> None:
     """Load a local state_dict into model, with a clear error when it does not fit."""
     path = Path(path)
     if not path.is_file():
-        raise NetcutError(f"weights file {str(path)!r} does not exist", "pass --weights DEFAULT, none, or an existing .pth path")
+        raise NetcutError(f"weights file {str(path)!r} does not exist",
+                          "pass --weights DEFAULT, none, or an existing .pth path")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds
-        raise NetcutError(f"cannot read weights file {str(path)!r}: {exc}", "pass a state_dict saved with torch.save") from exc
+        raise NetcutError(f"cannot read weights file {str(path)!r}: {exc}",
+                          "pass a state_dict saved with torch.save") from exc
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -180,7 +183,8 @@ def _load_builtin(name: str, weights: str | None) -> Backbone:
     if weights in (None, "DEFAULT", "default", "imagenet"):
         path = _builtin_weights_path(spec)
         state = torch.load(path, map_location="cpu", weights_only=True)
-        depths = [len(stage) for stage in model.blocks]
+        blocks: nn.Module = model.get_submodule("blocks")
+        depths = [len(list(stage.children())) for stage in blocks.children()]
         model.load_state_dict(lukemelas_to_timm(state, depths), strict=True)
         source = "imagenet"
     elif weights in ("none", "random"):
@@ -239,7 +243,7 @@ def _load_timm(name: str, weights: str | None) -> Backbone:
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))
     leaves, functions = _timm_fx_hints()
-    return Backbone(f"timm:{name}", model.eval(), size, mean, std, source, leaves, functions)  # type: ignore[arg-type]
+    return Backbone(f"timm:{name}", model.eval(), size, mean, std, source, leaves, functions)
 
 
 def _load_python(spec: str, weights: str | None) -> Backbone:
@@ -256,7 +260,8 @@ def _load_python(spec: str, weights: str | None) -> Backbone:
     try:
         module_spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as exc:
-        raise NetcutError(f"importing {file!r} failed: {type(exc).__name__}: {exc}", "fix the file so it imports") from exc
+        raise NetcutError(f"importing {file!r} failed: {type(exc).__name__}: {exc}",
+                          "fix the file so it imports") from exc
     factory = getattr(module, attr, None)
     if factory is None:
         raise NetcutError(f"{file!r} defines no {attr!r}", "name a class or function defined in that file")
@@ -293,7 +298,8 @@ def _load(spec: str, weights: str | None) -> Backbone:
     if sep and prefix == "py":
         return _load_python(spec, weights)
     raise _unknown("built-in", spec, list(BUILTINS)) if not sep else NetcutError(
-        f"unknown model source {prefix!r} in {spec!r}", "use a built-in name, torchvision:NAME, timm:NAME or py:FILE.py:NAME"
+        f"unknown model source {prefix!r} in {spec!r}",
+        "use a built-in name, torchvision:NAME, timm:NAME or py:FILE.py:NAME"
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
 DEMO_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -16,7 +17,7 @@ def _photo(name: str) -> Path:
     return Path(skimage.__file__).parent / "data" / name
 
 
-def show_real_weights(console) -> None:
+def show_real_weights(console: Console) -> None:
     """Classify two real photos: the built-in ImageNet weights are genuine and offline."""
     from torchvision.models import ResNet18_Weights
 
@@ -41,12 +42,14 @@ def choose_deadlines(latencies: dict[str, float]) -> list[float]:
     return [round(d, 2) for d in deadlines]
 
 
-def run_demo(run_dir: str, console, quick: bool = False) -> int:
+def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
     """The whole NetCut workflow on real weights and real data; returns an exit code."""
-    from netcut.export.onnx_export import export
+    from netcut.export.exporter import export
     from netcut.progress import Reporter
-    from netcut.report.build import write_report
-    from netcut.search.explore import ExploreConfig, Explorer
+    from netcut.report import write_report
+    from netcut.report.console import print_result
+    from netcut.search.config import ExploreConfig
+    from netcut.search.explore import Explorer
 
     size = 64 if quick else 96
     limit_train, limit_test = (600, 300) if quick else (3000, 1000)
@@ -67,15 +70,13 @@ def run_demo(run_dir: str, console, quick: bool = False) -> int:
     console.print(f"\n3. NetCut: propose the TRNs that meet each deadline, retrain only those ({limit_train} "
                   "training images, frozen trunk, cached features), verify the winner's latency:")
     result = Explorer(replace(config, deadlines=tuple(deadlines)), Reporter()).run()
-    from netcut.cli import print_result
-
-    print_result(result, console)
-    paths = write_report(result.data, Path(run_dir) / "report")
+    print_result(console, result)
+    paths = write_report(result, Path(run_dir) / "report")
     console.print(f"\n4. Report: {paths['markdown']}, {paths['html']}, plot {paths['plot']}")
-    met = [d for d in result.deadlines if d["chosen"] is not None]
+    met = [d for d in result.decisions if d.chosen is not None]
     if met:
         out = Path(run_dir) / "winner.onnx"
-        manifest = export(run_dir, out, "onnx", met[len(met) // 2]["deadline_ms"])
+        manifest = export(run_dir, out, "onnx", met[len(met) // 2].deadline.ms)
         console.print(f"5. Exported the {manifest['deadline_ms']:g} ms winner ({manifest['backbone']} cut at "
                       f"{manifest['cut']}) to {out} with manifest {out}.json; ONNX Runtime matches PyTorch to "
                       f"{manifest['parity_max_abs_diff']:.1e}")

@@ -3,37 +3,44 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import torch
 
 from netcut._version import __version__
 from netcut.errors import NetcutError
+from netcut.search.results import ExploreResult, LatencyRecord, TrainingRecord
+from netcut.types import CandidateId, Percentiles
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_NAME = "netcut.sqlite"
 LOCK_NAME = ".netcut.lock"
 
+# Columns are bound by name everywhere below (INSERT ... (cols) VALUES (:cols), rows read as sqlite3.Row).
+_RECORD_COLUMNS = ("key", "backbone", "cut", "cut_index", "head", "dataset", "train_config", "finetune_blocks",
+                   "precision", "metric", "val_score", "test_score", "metrics", "seconds", "created_run")
+_LATENCY_COLUMNS = ("key", "backbone", "cut", "backend", "precision", "device", "fingerprint", "estimator", "p50",
+                    "p90", "p99", "environment")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
     key TEXT PRIMARY KEY, backbone TEXT NOT NULL, cut TEXT NOT NULL, cut_index INTEGER NOT NULL,
     head TEXT NOT NULL, dataset TEXT NOT NULL, train_config TEXT NOT NULL, finetune_blocks INTEGER NOT NULL,
-    metric TEXT NOT NULL, val_score REAL NOT NULL, test_score REAL NOT NULL, metrics TEXT NOT NULL,
-    seconds REAL NOT NULL, created TEXT NOT NULL);
+    precision TEXT NOT NULL, metric TEXT NOT NULL, val_score REAL NOT NULL, test_score REAL NOT NULL,
+    metrics TEXT NOT NULL, seconds REAL NOT NULL, created_run INTEGER NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS artifacts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS latencies (
-    key TEXT PRIMARY KEY, backbone TEXT NOT NULL, fingerprint TEXT NOT NULL, cut TEXT NOT NULL,
-    backend TEXT NOT NULL, estimator TEXT NOT NULL, p50 REAL NOT NULL, p90 REAL NOT NULL, p99 REAL NOT NULL,
-    measured_p50 REAL, measured_p90 REAL, measured_p99 REAL, environment TEXT NOT NULL, created TEXT NOT NULL);
+    key TEXT PRIMARY KEY, backbone TEXT NOT NULL, cut TEXT NOT NULL, backend TEXT NOT NULL, precision TEXT NOT NULL,
+    device TEXT NOT NULL, fingerprint TEXT NOT NULL, estimator TEXT NOT NULL, p50 REAL NOT NULL, p90 REAL NOT NULL,
+    p99 REAL NOT NULL, environment TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
     config TEXT NOT NULL, result TEXT);
@@ -44,15 +51,17 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def candidate_key(backbone_id: str, cut: str, head: str, dataset: str, train_config: str, finetune_blocks: int
-                  ) -> str:
-    """The identity of a trained candidate: same key, same result, no retraining."""
-    text = json.dumps([backbone_id, cut, head, dataset, train_config, finetune_blocks])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns + ("created",))
+    values = ", ".join(f":{c}" for c in columns + ("created",))
+    return f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({values})"
 
 
 class ResultStore:
-    """SQLite in WAL mode; each write is one transaction, so a crash loses at most the candidate in progress."""
+    """SQLite in WAL mode; each write is one transaction, so a crash loses at most the candidate in progress.
+
+    Use it as a context manager: the connection closes however the block ends.
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
@@ -67,12 +76,19 @@ class ResultStore:
         self.path = self.run_dir / STORE_NAME
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise NetcutError(f"the store {str(self.path)!r} is unreadable: {exc}",
                               "move the run directory away and start a fresh one") from exc
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _migrate(self) -> None:
         row = None
@@ -119,85 +135,103 @@ class ResultStore:
         except sqlite3.Error:
             pass  # the transaction is already gone
 
-    # candidates ----------------------------------------------------------------------------------------------
-    def get_candidate(self, key: str) -> dict | None:
-        """A stored candidate's row, or None."""
-        cur = self.db.execute("SELECT * FROM candidates WHERE key=?", (key,))
-        row = cur.fetchone()
+    # training records ----------------------------------------------------------------------------------------
+    def get_record(self, key: str) -> TrainingRecord | None:
+        """A stored training record, or None."""
+        row = self.db.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM candidates WHERE key=?", (key,)).fetchone()
         if row is None:
             return None
-        record = dict(zip([d[0] for d in cur.description], row))
-        record["metrics"] = json.loads(record["metrics"])
-        return record
+        values = {c: row[c] for c in _RECORD_COLUMNS}
+        values["metrics"] = json.loads(values["metrics"])
+        return TrainingRecord(**values)
 
-    def put_candidate(self, key: str, record: dict, artifact: dict[str, torch.Tensor] | None = None,
-                      artifact_kind: str = "classifier") -> None:
-        """Save a trained candidate (and its weights) in one transaction."""
+    def put_record(self, record: TrainingRecord, artifact: dict[str, torch.Tensor] | None = None,
+                   artifact_kind: str = "classifier") -> None:
+        """Save a training record (and its weights) in one transaction."""
         blob = None
         if artifact is not None:
             buffer = io.BytesIO()
             torch.save(artifact, buffer)
             blob = buffer.getvalue()
+        values = {**record.to_json(), "metrics": json.dumps(record.metrics), "created": _now()}
         with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO candidates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key, record["backbone"], record["cut"], record["cut_index"], record["head"], record["dataset"],
-                 record["train_config"], record["finetune_blocks"], record["metric"], record["val_score"],
-                 record["test_score"], json.dumps(record["metrics"]), record["seconds"], _now()))
+            db.execute(_insert("candidates", _RECORD_COLUMNS), values)
             if blob is not None:
-                db.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?)", (key, artifact_kind, blob))
+                db.execute("INSERT OR REPLACE INTO artifacts (key, kind, blob) VALUES (:key, :kind, :blob)",
+                           {"key": record.key, "kind": artifact_kind, "blob": blob})
 
     def get_artifact(self, key: str) -> dict[str, torch.Tensor] | None:
-        """The stored weights of a candidate."""
+        """The stored weights of a training record."""
         row = self.db.execute("SELECT blob FROM artifacts WHERE key=?", (key,)).fetchone()
-        return None if row is None else torch.load(io.BytesIO(row[0]), map_location="cpu", weights_only=True)
+        if row is None:
+            return None
+        state: dict[str, torch.Tensor] = torch.load(io.BytesIO(row["blob"]), map_location="cpu", weights_only=True)
+        return state
 
-    def count_candidates(self) -> int:
-        """How many trained candidates are stored."""
+    def count_records(self) -> int:
+        """How many training records are stored."""
         return int(self.db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
 
     # latencies -----------------------------------------------------------------------------------------------
-    def get_latency(self, key: str) -> dict | None:
-        """A stored latency row."""
-        cur = self.db.execute("SELECT * FROM latencies WHERE key=?", (key,))
-        row = cur.fetchone()
-        return None if row is None else dict(zip([d[0] for d in cur.description], row))
+    def get_latency(self, key: str) -> LatencyRecord | None:
+        """A stored latency."""
+        row = self.db.execute(f"SELECT {', '.join(_LATENCY_COLUMNS)} FROM latencies WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        return LatencyRecord(row["key"], CandidateId(row["backbone"], row["cut"], row["backend"], row["precision"],
+                                                     row["device"]), row["fingerprint"], row["estimator"],
+                             Percentiles(row["p50"], row["p90"], row["p99"]), json.loads(row["environment"]))
 
-    def put_latencies(self, rows: list[dict]) -> None:
-        """Save latency rows together."""
+    def put_latencies(self, records: list[LatencyRecord]) -> None:
+        """Save latencies together."""
         with self.transaction() as db:
-            for r in rows:
-                db.execute("INSERT OR REPLACE INTO latencies VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                           (r["key"], r["backbone"], r["fingerprint"], r["cut"], r["backend"], r["estimator"],
-                            r["p50"], r["p90"], r["p99"], r.get("measured_p50"), r.get("measured_p90"),
-                            r.get("measured_p99"), json.dumps(r.get("environment", {})), _now()))
+            for r in records:
+                c = r.candidate
+                db.execute(_insert("latencies", _LATENCY_COLUMNS), {
+                    "key": r.key, "backbone": c.backbone, "cut": c.cut, "backend": c.backend,
+                    "precision": c.precision, "device": c.device, "fingerprint": r.fingerprint,
+                    "estimator": r.estimator, **r.latency.to_json(), "environment": json.dumps(r.environment),
+                    "created": _now()})
 
     # runs ----------------------------------------------------------------------------------------------------
-    def start_run(self, config: dict) -> int:
-        """Record that a run started with this configuration."""
+    def start_run(self, config: dict[str, Any]) -> int:
+        """Record that a run started with this configuration; returns its id."""
         with self.transaction() as db:
-            cur = db.execute("INSERT INTO runs (started, status, config) VALUES (?, 'running', ?)",
-                             (_now(), json.dumps(config, sort_keys=True)))
-            return int(cur.lastrowid)
+            cur = db.execute("INSERT INTO runs (started, status, config) VALUES (:started, 'running', :config)",
+                             {"started": _now(), "config": json.dumps(config, sort_keys=True)})
+            return int(cur.lastrowid or 0)
 
-    def finish_run(self, run_id: int, status: str, result: dict | None = None) -> None:
+    def finish_run(self, run_id: int, status: str, result: ExploreResult | None = None) -> None:
         """Record how a run ended, and its result."""
         with self.transaction() as db:
-            db.execute("UPDATE runs SET finished=?, status=?, result=? WHERE id=?",
-                       (_now(), status, json.dumps(result) if result is not None else None, run_id))
+            db.execute("UPDATE runs SET finished=:finished, status=:status, result=:result WHERE id=:id",
+                       {"finished": _now(), "status": status, "id": run_id,
+                        "result": None if result is None else json.dumps(result.to_json())})
 
-    def last_result(self) -> tuple[dict, dict] | None:
-        """(config, result) of the most recent finished run."""
-        row = self.db.execute("SELECT config, result FROM runs WHERE status='done' ORDER BY id DESC LIMIT 1").fetchone()
-        return None if row is None else (json.loads(row[0]), json.loads(row[1]))
+    def last_result(self) -> ExploreResult | None:
+        """The result of the most recent finished run."""
+        row = self.db.execute("SELECT result FROM runs WHERE status='done' ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else ExploreResult.from_json(json.loads(row["result"]))
 
     def integrity_ok(self) -> bool:
         """SQLite's own integrity check."""
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
+
+
+def load_result(run_dir: str | Path) -> ExploreResult:
+    """The last finished exploration of a run directory, with clear errors when there is none."""
+    run_dir = Path(run_dir)
+    if not (run_dir / STORE_NAME).is_file():
+        raise NetcutError(f"{str(run_dir)!r} holds no netcut run", "pass the --run-dir of a finished `netcut explore`")
+    with ResultStore(run_dir) as store:
+        result = store.last_result()
+    if result is None:
+        raise NetcutError(f"{str(run_dir)!r} has no finished exploration", "run `netcut explore` to completion first")
+    return result
 
 
 @contextmanager

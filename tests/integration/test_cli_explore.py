@@ -46,22 +46,23 @@ def test_explore_json_has_the_documented_fields(latencies):
 
 
 def test_tight_deadline_picks_a_trn_that_meets_it_and_rerun_reuses_everything(cli, tmp_path, latencies):
-    estimates, _ = latencies
-    full = min(v for (m, c), v in estimates.items() if m == "efficientnet_lite0")
-    deadline = sorted(estimates.values())[len(estimates) // 2]
+    estimates, probe = latencies
+    slowest_full = max(r["estimated_ms"] for r in probe["candidates"] if r["is_full"])
+    # room above the median TRN for measurement noise, but too tight for the slower full network
+    deadline = min(1.5 * sorted(estimates.values())[len(estimates) // 2], 0.9 * slowest_full)
     first = explore(cli, tmp_path, "--deadline", f"{deadline:.4f}", "--json")
-    assert first.returncode in (0, 3), first.stderr
+    assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
-    if data["chosen"] is not None:
-        assert data["chosen"]["latency_ms"] <= deadline
-        assert data["chosen"]["estimated_ms"] * 1.05 <= deadline
+    chosen = data["chosen"]
+    assert chosen is not None and chosen["latency_ms"] <= deadline and chosen["estimated_ms"] * 1.05 <= deadline
     proposals = set(data["proposals"])
-    assert all(r["estimated_ms"] * 1.05 <= deadline for r in data["candidates"] if f"{r['model']}@{r['cut']}" in
-               proposals)
+    assert proposals and all(r["estimated_ms"] * 1.05 <= deadline for r in data["candidates"]
+                             if f"{r['model']}@{r['cut']}" in proposals)
+    feasible = {f"{r['model']}@{r['cut']}" for r in data["candidates"] if r["feasible"]}
+    assert proposals <= feasible < {f"{r['model']}@{r['cut']}" for r in data["candidates"]}
     again = explore(cli, tmp_path, "--deadline", f"{deadline:.4f}", "--json")
     redo = json.loads(again.stdout)
     assert redo["newly_trained"] == 0 and redo["chosen"] == data["chosen"]
-    assert full > 0
 
 
 def test_several_deadlines_and_report_and_export(cli, tmp_path, latencies):
@@ -156,28 +157,14 @@ def test_fine_tuning_the_top_proposals(cli, tmp_path):
 
 
 def test_python_api_with_a_user_module_and_dataset(tmp_path):
-    import torch
-
     from netcut.data.datasets import SplitConfig, from_torch_dataset
     from netcut.search.explore import explore as api_explore
-    from tiny_models import Chain
-
-    class Stripes(torch.utils.data.Dataset):
-        def __len__(self):
-            return 120
-
-        def __getitem__(self, i):
-            image = torch.zeros(3, 16, 16)
-            if i % 2:
-                image[:, ::2] = 1.0
-            else:
-                image[:, :, ::2] = 1.0
-            return image, i % 2
+    from tiny_models import Chain, Stripes
 
     data = from_torch_dataset(Stripes(), ["rows", "columns"], SplitConfig(val_fraction=0.25, test_fraction=0.25))
     result = api_explore([Chain()], data, [1000.0], input_size=32, run_dir=str(tmp_path), repeats=3, threads=1)
     chosen = result.chosen()
-    assert chosen["model"] == "module0" and chosen["accuracy"] > 0.9
+    assert chosen.model == "module0" and chosen.accuracy > 0.9 and chosen.latency_ms > 0
 
 
 def test_explore_on_onnxruntime_verifies_with_onnxruntime(cli, tmp_path):

@@ -82,7 +82,8 @@ def test_sigkill_then_rerun_gives_the_same_result_without_retraining(point, tmp_
                               "latency_p90_ms": data["chosen"]["latency_p90_ms"],
                               "latency_p99_ms": data["chosen"]["latency_p99_ms"],
                               "estimated_ms": data["chosen"]["estimated_ms"],
-                              "estimated_p90_ms": data["chosen"]["estimated_p90_ms"]}
+                              "estimated_p90_ms": data["chosen"]["estimated_p90_ms"],
+                              "estimated_p99_ms": data["chosen"]["estimated_p99_ms"]}
     assert scores(data) == scores(reference)
 
 
@@ -123,10 +124,35 @@ def test_quiet_prints_no_progress(tmp_path):
     assert quiet.returncode == 0 and "ETA" not in quiet.stderr
 
 
-def test_progress_bars_go_to_stderr_with_an_eta(tmp_path):
+def test_progress_in_a_log_is_plain_lines_on_stderr(tmp_path):
     result = run_cli("profile", "efficientnet_lite0", "--input-size", "32", "--repeats", "2", "--threads", "1")
     assert result.returncode == 0
-    assert "ETA" in result.stderr and "ETA" not in result.stdout
+    assert "profiling: 7 steps" in result.stderr and "profiling: done in" in result.stderr
+    assert "\x1b[" not in result.stderr and "\r" not in result.stderr and "…" not in result.stderr
+    assert "profiling" not in result.stdout
+
+
+def test_progress_on_a_terminal_is_a_bar_with_an_eta(tmp_path):
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([EXE, "profile", "efficientnet_lite0", "--input-size", "32", "--repeats", "2",
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0 and "ETA" in terminal and b"ETA" not in out
 
 
 @pytest.mark.parametrize("command", ["models", "cuts", "profile", "calibrate", "explore", "report", "export",

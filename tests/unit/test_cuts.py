@@ -17,7 +17,8 @@ def names(model: torch.nn.Module, granularity: str) -> list[str]:
 
 def test_chain_every_layer_is_legal_and_blocks_are_unit_ends():
     assert names(Chain(), "layer") == [
-        "stem.0", "stem.1", "stem.2", "stages.0.0", "stages.0.1", "stages.0.2", "stages.1.0", "stages.1.1", "stages.1.2",
+        "stem.0", "stem.1", "stem.2", "stages.0.0", "stages.0.1", "stages.0.2", "stages.1.0", "stages.1.1",
+        "stages.1.2",
     ]
     assert names(Chain(), "block") == ["stem.2", "stages.0.2", "stages.1.2"]
 

@@ -12,10 +12,21 @@ from netcut.backbones import from_module
 from netcut.errors import NetcutError
 from netcut.graph import find_cuts, trace
 from netcut.latency.backends import bind, get_backend, register_backend
-from netcut.latency.estimators import (CATEGORIES, FEATURES, AnalyticalModel, accuracy_metrics, estimate_analytical,
-                                       estimate_empirical, fit_analytical, measure_trns, trn_features, trn_nodes)
+from netcut.latency.estimators import accuracy_metrics, available_estimators, get_estimator, register_estimator
+from netcut.latency.estimators.analytical import (
+    CATEGORIES,
+    FEATURES,
+    AnalyticalModel,
+    estimate_analytical,
+    fit_analytical,
+    trn_features,
+    trn_nodes,
+)
+from netcut.latency.estimators.empirical import estimate_empirical
+from netcut.latency.estimators.measured import measure_trns
 from netcut.latency.harness import ChainCall, HarnessConfig, measure_interleaved, summarize
-from netcut.latency.profile import ProfileSettings, profile
+from netcut.latency.profile import profile
+from netcut.latency.settings import ProfileSettings
 from netcut.latency.table import LatencyTable
 from tiny_models import Chain, Residual
 
@@ -137,7 +148,7 @@ def test_empirical_estimate_is_close_to_measurement_on_a_chain():
     run = estimate_empirical(traced, cuts, get_backend("torch", 1), HarnessConfig(warmup=2, repeats=15, threads=1),
                              ground_truth=cuts)
     est = np.array([run.estimates[c.name].p50 for c in cuts])
-    truth = np.array([run.details["measured"][c.name].p50 for c in cuts])
+    truth = np.array([run.measured[c.name].p50 for c in cuts])
     assert accuracy_metrics(est, truth)["mape_pct"] < 30  # generous: a shared CI machine is noisy
 
 
@@ -175,7 +186,7 @@ def test_analytical_estimator_runs_nothing_and_orders_cuts_by_work(monkeypatch):
 def test_table_round_trip_and_fingerprint_refusal(tmp_path):
     traced = trace(from_module(Chain(), input_size=32))
     table = profile(traced, ProfileSettings(estimator="measured", harness=FAST), measure_all=True)
-    assert all(r.measured_ms is not None and r.measured_ms == r.estimated_ms for r in table.cuts)
+    assert all(r.measured is not None and r.measured == r.estimated for r in table.cuts)
     path = table.save(tmp_path / "t.json")
     again = LatencyTable.load(path)
     assert again == table
@@ -206,3 +217,19 @@ def test_corrupt_and_foreign_tables_are_refused(tmp_path):
         LatencyTable.load(foreign)
     with pytest.raises(NetcutError, match="does not exist"):
         LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_an_estimator_plugs_in_through_the_registry():
+    from netcut.latency.estimators import EstimatorRun
+    from netcut.types import Percentiles
+
+    def constant(traced, cuts, backend, settings, reporter, ground_truth=False):
+        return EstimatorRun("constant", {c.name: Percentiles(1.0, 2.0, 3.0) for c in cuts}, 0.0)
+
+    register_estimator("constant", constant)
+    assert "constant" in available_estimators() and get_estimator("constant") is constant
+    traced = trace(from_module(Chain(), input_size=32))
+    table = profile(traced, ProfileSettings(estimator="constant", harness=FAST))
+    assert {r.estimated.p90 for r in table.cuts} == {2.0}
+    with pytest.raises(NetcutError, match="unknown estimator 'guess'"):
+        get_estimator("guess")

@@ -7,8 +7,7 @@ import torch
 
 from netcut.backbones import load_backbone
 from netcut.graph import build_extractor, build_prefix, find_cuts, trace
-from netcut.trimmed import trim
-from netcut.types import HeadSpec
+from netcut.model import HeadSpec, trim
 
 # chains, residual, dense/concat, inception-style, depthwise, shuffles, NAS, RegNet, ConvNeXt, and the built-ins
 ARCHITECTURES = [

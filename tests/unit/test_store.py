@@ -1,4 +1,4 @@
-"""The SQLite results store: round trips, versions, integrity after SIGKILL, and the run lock."""
+"""The SQLite results store: typed round trips, columns by name, versions, integrity after SIGKILL, the run lock."""
 
 from __future__ import annotations
 
@@ -14,33 +14,71 @@ import pytest
 import torch
 
 from netcut.errors import NetcutError
-from netcut.store import ResultStore, candidate_key, run_lock
+from netcut.search.keys import latency_key, training_key
+from netcut.search.results import LatencyRecord, TrainingRecord
+from netcut.store import ResultStore, run_lock
+from netcut.types import CandidateId, Percentiles
 
 
-def record(cut: str = "blocks.1", score: float = 0.5) -> dict:
-    return {"backbone": "lite0", "cut": cut, "cut_index": 3, "head": "linear", "dataset": "d1", "train_config": "c1",
-            "finetune_blocks": 0, "metric": "accuracy", "val_score": score, "test_score": score,
-            "metrics": {"accuracy": score}, "seconds": 1.5}
+def record(cut: str = "blocks.1", score: float = 0.5, key: str | None = None) -> TrainingRecord:
+    return TrainingRecord(key or training_key("lite0", cut, "linear", "d1", "c1"), "lite0", cut, 3, "linear", "d1",
+                          "c1", 0, "accuracy", score, score, {"val": {"accuracy": score}, "test": {"accuracy": score}},
+                          1.5, "fp32", 7)
 
 
-def test_candidate_and_artifact_round_trip(tmp_path):
-    store = ResultStore(tmp_path)
-    key = candidate_key("lite0", "blocks.1", "linear", "d1", "c1", 0)
-    assert store.get_candidate(key) is None
-    weights = {"w": torch.arange(6.0).view(2, 3)}
-    store.put_candidate(key, record(), weights)
-    again = ResultStore(tmp_path)
-    got = again.get_candidate(key)
-    assert got["val_score"] == 0.5 and got["metrics"] == {"accuracy": 0.5}
-    assert torch.equal(again.get_artifact(key)["w"], weights["w"])
-    assert again.count_candidates() == 1 and again.integrity_ok()
+def test_record_and_artifact_round_trip(tmp_path):
+    with ResultStore(tmp_path) as store:
+        assert store.get_record(record().key) is None
+        weights = {"w": torch.arange(6.0).view(2, 3)}
+        store.put_record(record(), weights)
+    with ResultStore(tmp_path) as again:
+        got = again.get_record(record().key)
+        assert got == record() and got.accuracy == 0.5 and got.created_run == 7
+        assert torch.equal(again.get_artifact(record().key)["w"], weights["w"])
+        assert again.count_records() == 1 and again.integrity_ok()
+
+
+def test_columns_are_bound_by_name_not_position(tmp_path):
+    """A store whose columns sit in another order still reads and writes correctly."""
+    with ResultStore(tmp_path) as store:
+        store.db.execute("DROP TABLE candidates")
+        store.db.execute("""CREATE TABLE candidates (created_run INTEGER NOT NULL, created TEXT NOT NULL,
+            seconds REAL NOT NULL, metrics TEXT NOT NULL, test_score REAL NOT NULL, val_score REAL NOT NULL,
+            metric TEXT NOT NULL, precision TEXT NOT NULL, finetune_blocks INTEGER NOT NULL,
+            train_config TEXT NOT NULL, dataset TEXT NOT NULL, head TEXT NOT NULL, cut_index INTEGER NOT NULL,
+            cut TEXT NOT NULL, backbone TEXT NOT NULL, key TEXT PRIMARY KEY)""")
+        store.put_record(record(score=0.75))
+        assert store.get_record(record().key) == record(score=0.75)
+
+
+def test_latency_round_trip(tmp_path):
+    candidate = CandidateId("lite0", "blocks.1", "onnxruntime")
+    key = latency_key(candidate, "fp", "empirical", "dev", 1, 10)
+    with ResultStore(tmp_path) as store:
+        store.put_latencies([LatencyRecord(key, candidate, "fp", "empirical", Percentiles(1.0, 1.5, 2.0),
+                                           {"cpu": "x"})])
+        got = store.get_latency(key)
+    assert got is not None and got.candidate == candidate and got.latency == Percentiles(1.0, 1.5, 2.0)
+    assert got.environment == {"cpu": "x"}
 
 
 def test_keys_separate_what_differs():
-    base = candidate_key("lite0", "blocks.1", "linear", "d1", "c1", 0)
-    assert base != candidate_key("lite0", "blocks.1", "linear", "d2", "c1", 0)
-    assert base != candidate_key("lite0", "blocks.1", "linear", "d1", "c1", 1)
-    assert base == candidate_key("lite0", "blocks.1", "linear", "d1", "c1", 0)
+    base = training_key("lite0", "blocks.1", "linear", "d1", "c1", 0)
+    assert base != training_key("lite0", "blocks.1", "linear", "d2", "c1", 0)
+    assert base != training_key("lite0", "blocks.1", "linear", "d1", "c1", 1)
+    assert base != training_key("lite0", "blocks.1", "linear", "d1", "c1", 0, precision="int8")
+    assert base == training_key("lite0", "blocks.1", "linear", "d1", "c1", 0)
+    a = CandidateId("lite0", "blocks.1", "onnxruntime")
+    assert latency_key(a, "fp", "empirical", "dev", 1, 10) != latency_key(a, "fp", "empirical", "dev", 1, 3)
+    assert latency_key(a, "fp", "empirical", "dev", 1, 10) != latency_key(
+        CandidateId("lite0", "blocks.1", "torch"), "fp", "empirical", "dev", 1, 10)
+
+
+def test_the_store_closes_when_its_block_fails(tmp_path):
+    with pytest.raises(RuntimeError), ResultStore(tmp_path) as store:
+        raise RuntimeError("boom")
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.db.execute("SELECT 1")
 
 
 def test_store_from_another_version_is_refused(tmp_path):
@@ -62,14 +100,14 @@ def test_unwritable_run_directory(tmp_path):
 
 def test_sigkill_during_writes_leaves_a_consistent_store(tmp_path):
     script = textwrap.dedent(f"""
-        from netcut.store import ResultStore, candidate_key
         import torch
+        from netcut.search.results import TrainingRecord
+        from netcut.store import ResultStore
         store = ResultStore({str(tmp_path)!r})
         for i in range(100000):
-            rec = {{"backbone": "b", "cut": f"c{{i}}", "cut_index": i, "head": "linear", "dataset": "d",
-                    "train_config": "t", "finetune_blocks": 0, "metric": "accuracy", "val_score": 0.1,
-                    "test_score": 0.1, "metrics": {{}}, "seconds": 0.0}}
-            store.put_candidate(candidate_key("b", f"c{{i}}", "linear", "d", "t", 0), rec, {{"w": torch.zeros(512)}})
+            rec = TrainingRecord(f"k{{i}}", "b", f"c{{i}}", i, "linear", "d", "t", 0, "accuracy", 0.1, 0.1, {{}},
+                                 0.0)
+            store.put_record(rec, {{"w": torch.zeros(512)}})
             if i == 20:
                 print("ready", flush=True)
     """)
@@ -78,12 +116,12 @@ def test_sigkill_during_writes_leaves_a_consistent_store(tmp_path):
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    store = ResultStore(tmp_path)
-    assert store.integrity_ok()
-    n = store.count_candidates()
-    assert n > 20
-    artifacts = store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
-    assert artifacts == n  # candidate and weights were written together or not at all
+    with ResultStore(tmp_path) as store:
+        assert store.integrity_ok()
+        n = store.count_records()
+        assert n > 20
+        artifacts = store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
+        assert artifacts == n  # record and weights were written together or not at all
 
 
 def test_second_process_is_refused_while_the_lock_is_held(tmp_path):

@@ -11,11 +11,11 @@ import torch
 from netcut.backbones import from_module, load_backbone
 from netcut.data.datasets import SplitConfig, load_dataset
 from netcut.graph import build_prefix, find_cuts, trace
+from netcut.model import HeadSpec, build_trn, classifier
 from netcut.train.cache import cached_features, extract_features
-from netcut.train.finetune import FineTuneConfig, assemble, evaluate_images, fine_tune, trainable_parameter_names
-from netcut.train.heads import TrainConfig, fit_head
+from netcut.train.finetune import FineTuneConfig, evaluate_images, fine_tune, trainable_parameter_names
 from netcut.train.metrics import angular_similarity, evaluate, top1_agreement
-from netcut.types import HeadSpec
+from netcut.train.probe import TrainConfig, fit_head
 from tiny_models import Chain
 
 
@@ -31,7 +31,8 @@ def test_angular_similarity_formula():
 
 def test_evaluate_picks_the_task_metric():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
-    assert evaluate(logits, torch.tensor([0, 1, 1])) == {"score": pytest.approx(2 / 3), "accuracy": pytest.approx(2 / 3)}
+    expected = {"score": pytest.approx(2 / 3), "accuracy": pytest.approx(2 / 3)}
+    assert evaluate(logits, torch.tensor([0, 1, 1])) == expected
     soft = evaluate(logits, torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]))
     assert set(soft) == {"score", "angular_similarity", "top1_agreement"}
 
@@ -85,7 +86,8 @@ def lite0_features(digits):
     return traced, cuts, {s: extract_features(traced, names, digits, s) for s in ("train", "val", "test")}
 
 
-def _fit(features, cut, config=TrainConfig()):
+def _fit(features, cut, config=None):
+    config = config or TrainConfig()
     (tx, ty), (vx, vy), (sx, sy) = (features[s] for s in ("train", "val", "test"))
     return fit_head(tx[cut], ty, vx[cut], vy, 10, config, sx[cut], sy)
 
@@ -94,7 +96,8 @@ def test_head_training_is_deterministic_and_learns(lite0_features):
     traced, cuts, features = lite0_features
     a, b = _fit(features, cuts[8].name), _fit(features, cuts[8].name)
     assert a.test == b.test and a.epochs_run == b.epochs_run
-    assert all(torch.equal(p, q) for p, q in zip(a.classifier.state_dict().values(), b.classifier.state_dict().values()))
+    pairs = zip(a.classifier.state_dict().values(), b.classifier.state_dict().values())
+    assert all(torch.equal(p, q) for p, q in pairs)
     assert a.test["accuracy"] > 0.7  # digits are easy; chance is 0.1
 
 
@@ -102,7 +105,7 @@ def test_trained_head_drops_into_the_trn_unchanged(lite0_features, digits):
     """Folding the feature standardisation into the head is exact: the assembled TRN scores like the cache."""
     traced, cuts, features = lite0_features
     result = _fit(features, cuts[10].name, TrainConfig(head=HeadSpec(hidden=32)))
-    trn = assemble(traced, cuts[10], result.classifier)
+    trn = build_trn(traced, cuts[10], 10, HeadSpec(hidden=32), result.classifier)
     b = traced.backbone
     assert evaluate_images(trn, digits, "test", 64, b.mean, b.std)["accuracy"] == pytest.approx(
         result.test["accuracy"], abs=1e-9)
@@ -127,12 +130,11 @@ def test_fine_tuning_changes_only_the_last_blocks(lite0_features, digits):
     cut = cuts[9]
     names = trainable_parameter_names(traced, cuts, cut, 2)
     assert names and all(n.startswith(("blocks.4.0", "blocks.3.2")) for n in names), sorted(names)[:4]
-    from netcut.heads import classifier
-
     torch.manual_seed(0)
     head = classifier(cut.shape[0], 10)  # untrained: the first epoch surely improves validation, so weights move
     before = {n: p.clone() for n, p in build_prefix(traced, cut.name).named_parameters()}
-    trn, val, test, seconds = fine_tune(traced, cut, cuts, head, digits, FineTuneConfig(blocks=1, epochs=1, lr_head=1e-2))
+    config = FineTuneConfig(blocks=1, epochs=1, lr_head=1e-2)
+    trn, val, test, seconds = fine_tune(traced, cut, cuts, head, digits, config)
     after = dict(trn.prefix.named_parameters())
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert changed and changed <= trainable_parameter_names(traced, cuts, cut, 1)

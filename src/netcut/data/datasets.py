@@ -11,9 +11,9 @@ import gzip
 import hashlib
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -55,6 +55,7 @@ class Dataset:
     identity: str  # content fingerprint of the source (before splitting)
     skipped: int = 0  # unreadable images left out
     notes: list[str] = field(default_factory=list)
+    _fingerprint: str = field(default="", repr=False)
 
     @property
     def soft(self) -> bool:
@@ -67,12 +68,14 @@ class Dataset:
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        """Hash of the source and the exact split indices: keys caches and stored results."""
-        h = hashlib.sha256(self.identity.encode())
-        for name in ("train", "val", "test"):
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(self.splits[name]).tobytes())
-        return h.hexdigest()[:16]
+        """Hash of the source and the exact split indices: keys caches and stored results (computed once)."""
+        if not self._fingerprint:
+            h = hashlib.sha256(self.identity.encode())
+            for name in ("train", "val", "test"):
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(self.splits[name]).tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def batches(self, split: str, size: int, mean: tuple, std: tuple, batch_size: int = 64
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -183,7 +186,7 @@ def _decode(path: Path, size: int) -> np.ndarray | None:
         return None
     w, h = rgb.size
     scale = size / min(w, h)
-    rgb = rgb.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    rgb = rgb.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
     w, h = rgb.size
     left, top = (w - size) // 2, (h - size) // 2
     return np.asarray(rgb.crop((left, top, left + size, top + size)), dtype=np.uint8)
@@ -299,7 +302,7 @@ def load_soft_csv(path: Path, config: SplitConfig, probe_size: int = 224) -> Dat
                    _split(len(targets), config), loader, _identity_of_files([path], "csv"), skipped, notes)
 
 
-def from_torch_dataset(dataset: "torch.utils.data.Dataset", classes: list[str], config: SplitConfig = SplitConfig(),
+def from_torch_dataset(dataset: torch.utils.data.Dataset, classes: list[str], config: SplitConfig = SplitConfig(),
                        name: str = "user") -> Dataset:
     """Wrap a torch Dataset yielding (image, label): image a PIL image or a (C, H, W) tensor in [0, 1]."""
     from torchvision.transforms.functional import pil_to_tensor

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import fx, nn
 
 from netcut.errors import NetcutError
 from netcut.graph.trace import TracedNetwork
-from netcut.types import CutPoint
+from netcut.types import GRANULARITIES, CutPoint
 
-GRANULARITIES = ("block", "layer")
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 # Adaptive pools only shape features for the old classifier, and the new head pools globally itself:
 # cutting there adds nothing (or, like VGG's 7x7 pool on a small input, up-samples).
@@ -127,7 +128,7 @@ def _block_ends(traced: TracedNetwork, legal: list[fx.Node]) -> set[fx.Node]:
     return ends
 
 
-def _ancestors(node: fx.Node) -> set[fx.Node]:
+def ancestors(node: fx.Node) -> set[fx.Node]:
     seen: set[fx.Node] = set()
     stack = [node]
     while stack:
@@ -144,7 +145,7 @@ def _prefix_cost(traced: TracedNetwork, node: fx.Node) -> tuple[int, int]:
     modules = dict(traced.graph_module.named_modules())
     params: dict[int, int] = {}
     macs = 0
-    for ancestor in _ancestors(node):
+    for ancestor in ancestors(node):
         macs += traced.info[traced.names[ancestor]].macs
         if ancestor.op == "call_module":
             for p in modules[ancestor.target].parameters():
@@ -158,6 +159,39 @@ def _prefix_cost(traced: TracedNetwork, node: fx.Node) -> tuple[int, int]:
     return sum(params.values()), macs
 
 
+def total_stride(traced: TracedNetwork) -> int | None:
+    """How much the backbone shrinks its input (native side / deepest feature map side), from a trace at the native
+    size; None if the network cannot be traced there."""
+    from netcut.graph.trace import trace
+
+    native = traced.backbone.input_size
+    try:
+        at_native = trace(traced.backbone, native)
+        deepest = _legal_nodes(at_native)[-1]
+    except (NetcutError, IndexError):
+        return None
+    shape = at_native.info[at_native.names[deepest]].shape
+    return None if not shape else math.ceil(native / max(1, min(shape[1:])))
+
+
+def _check_resolution(traced: TracedNetwork, legal: list[fx.Node]) -> None:
+    """Refuse an input so small that feature maps collapse to 1x1 before the network's last downsampling stage."""
+    if traced.resolution_checked:
+        return
+    traced.resolution_checked = True
+    smallest = min(min(traced.info[traced.names[n]].shape[1:]) for n in legal)  # type: ignore[index]
+    if smallest > 1 or traced.input_size >= traced.backbone.input_size:
+        return
+    stride = total_stride(traced)
+    if stride is None or traced.input_size >= stride:
+        return  # 1x1 only where the native network also ends its downsampling
+    first = next(traced.names[n] for n in legal if min(traced.info[traced.names[n]].shape[1:]) == 1)  # type: ignore[index]
+    raise NetcutError(
+        f"{traced.backbone.name} shrinks its input {stride}x: at {traced.input_size}x{traced.input_size} its feature "
+        f"maps collapse to 1x1 at {first!r}, before its last stage",
+        f"use --input-size {stride} or more (native: {traced.backbone.input_size})")
+
+
 def find_cuts(traced: TracedNetwork, granularity: str = "block") -> list[CutPoint]:
     """Enumerate the legal cut points of a traced backbone, in network order."""
     if granularity not in GRANULARITIES:
@@ -168,6 +202,7 @@ def find_cuts(traced: TracedNetwork, granularity: str = "block") -> list[CutPoin
             f"{traced.backbone.name} has no legal cut point (no node carries a single 4-D tensor)",
             "netcut cuts convolutional image networks; check that the model takes an image batch",
         )
+    _check_resolution(traced, legal)
     ends = _block_ends(traced, legal)
     deepest = legal[-1]
     ends.add(deepest)

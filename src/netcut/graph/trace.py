@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,31 +49,40 @@ class TracedNetwork:
     input_size: int
     nodes: list[fx.Node] = field(default_factory=list)
 
+    _by_name: dict[str, fx.Node] = field(default_factory=dict, repr=False)
+    _fingerprint: str = field(default="", repr=False)
+    resolution_checked: bool = field(default=False, repr=False)
+
     def node(self, name: str) -> fx.Node:
         """The fx node with this stable name."""
-        for node, stable in self.names.items():
-            if stable == name:
-                return node
-        raise NetcutError(f"no node named {name!r} in {self.backbone.name}", "run `netcut cuts MODEL --granularity layer`")
+        if not self._by_name:
+            self._by_name = {stable: node for node, stable in self.names.items()}
+        if name not in self._by_name:
+            raise NetcutError(f"no node named {name!r} in {self.backbone.name}",
+                              "run `netcut cuts MODEL --granularity layer`")
+        return self._by_name[name]
 
     def fingerprint(self) -> str:
-        """A weights-independent hash of the architecture and input size."""
-        h = hashlib.sha256()
-        h.update(f"{self.input_size}\n".encode())
-        for node in self.nodes:
-            i = self.info[self.names[node]]
-            h.update(f"{i.name}|{i.op}|{i.shape}|{i.macs}|{i.params}\n".encode())
-        return h.hexdigest()[:16]
+        """A weights-independent hash of the architecture and input size (computed once)."""
+        if not self._fingerprint:
+            h = hashlib.sha256()
+            h.update(f"{self.input_size}\n".encode())
+            for node in self.nodes:
+                i = self.info[self.names[node]]
+                h.update(f"{i.name}|{i.op}|{i.shape}|{i.macs}|{i.params}\n".encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
 
 class _ScopedTracer(NodePathTracer):
     """NodePathTracer that also remembers each node's enclosing module and where tracing failed."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.node_scope: dict[fx.Node, str] = {}
 
-    def call_module(self, m, forward, args, kwargs):  # type: ignore[override]
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
         try:
             return super().call_module(m, forward, args, kwargs)
         except Exception as exc:
@@ -79,7 +90,8 @@ class _ScopedTracer(NodePathTracer):
                 exc._netcut_where = (self.path_of_module(m), type(m).__name__)  # type: ignore[attr-defined]
             raise
 
-    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):  # type: ignore[override]
+    def create_proxy(self, kind: str, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     name: str | None = None, type_expr: Any | None = None, *rest: Any) -> fx.Proxy:
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr)
         self.node_scope[proxy.node] = self.current_module_qualname
         return proxy
@@ -87,7 +99,7 @@ class _ScopedTracer(NodePathTracer):
 
 def _op_name(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_module":
-        return type(modules[node.target]).__name__
+        return type(modules[str(node.target)]).__name__
     if node.op == "call_function":
         return getattr(node.target, "__name__", str(node.target))
     return str(node.target)
@@ -135,7 +147,7 @@ class _Recorder(fx.Interpreter):
         self.modules = dict(gm.named_modules())
         self.info: dict[str, NodeInfo] = {}
 
-    def run_node(self, n: fx.Node):  # type: ignore[override]
+    def run_node(self, n: fx.Node) -> Any:
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         try:
             out = super().run_node(n)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class HarnessConfig:
             raise NetcutError(f"threads must be ≥ 1, got {threads}", "pass --threads 1 or more (default: all cores)")
         return threads
 
-    def validate(self) -> "HarnessConfig":
+    def validate(self) -> HarnessConfig:
         """Raise a clear error for impossible settings."""
         self.resolved_threads()
         for name in ("batch", "repeats"):
@@ -48,8 +48,8 @@ def summarize(samples_ms: list[float] | np.ndarray) -> LatencyStats:
     if a.size == 0:
         raise ValueError("no samples")
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return LatencyStats(float(p50), float(p90), float(p99), float(a.mean()), float(a.std()), float(a.min()), int(a.size),
-                        tuple(float(x) for x in a))
+    return LatencyStats(float(p50), float(p90), float(p99), float(a.mean()), float(a.std()), float(a.min()),
+                        int(a.size), tuple(float(x) for x in a))
 
 
 def _orders(names: list[str], rounds: int) -> Iterator[list[str]]:

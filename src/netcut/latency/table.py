@@ -1,37 +1,50 @@
-"""Portable latency tables: per-cut latencies of one backbone on one device/backend, with environment and fingerprint."""
+"""Portable latency tables: per-cut latencies of one backbone on one device and backend, with its environment and
+the architecture's fingerprint."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from netcut.errors import NetcutError
 from netcut.fsutil import read_json, write_json
+from netcut.types import Percentiles
 
 TABLE_KIND = "netcut-latency-table"
 TABLE_VERSION = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class CutLatency:
-    """One row: a TRN's estimated (and optionally measured) latency in ms."""
+    """One row: a TRN's estimated (and optionally measured) latency."""
 
     name: str
-    estimated_ms: float
-    estimated_p90_ms: float
-    estimated_p99_ms: float
-    measured_ms: float | None = None
-    measured_p90_ms: float | None = None
-    measured_p99_ms: float | None = None
+    estimated: Percentiles
+    measured: Percentiles | None = None
     macs: int = 0
     params: int = 0
 
-    def latency(self, percentile: str = "p50", prefer_measured: bool = True) -> float:
-        """The latency at a percentile: measured when available (and preferred), else estimated."""
-        measured = {"p50": self.measured_ms, "p90": self.measured_p90_ms, "p99": self.measured_p99_ms}[percentile]
-        if prefer_measured and measured is not None:
-            return measured
-        return {"p50": self.estimated_ms, "p90": self.estimated_p90_ms, "p99": self.estimated_p99_ms}[percentile]
+    def best(self) -> Percentiles:
+        """The measured latency where there is one, else the estimate."""
+        return self.measured if self.measured is not None else self.estimated
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat JSON row of the table file (estimated_ms, estimated_p90_ms, ..., measured_ms or null)."""
+        e, m = self.estimated, self.measured
+        return {"name": self.name, "estimated_ms": e.p50, "estimated_p90_ms": e.p90, "estimated_p99_ms": e.p99,
+                "measured_ms": m.p50 if m else None, "measured_p90_ms": m.p90 if m else None,
+                "measured_p99_ms": m.p99 if m else None, "macs": self.macs, "params": self.params}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CutLatency:
+        """Inverse of to_json."""
+        measured = None
+        if d.get("measured_ms") is not None:
+            measured = Percentiles(d["measured_ms"], d.get("measured_p90_ms") or d["measured_ms"],
+                                   d.get("measured_p99_ms") or d["measured_ms"])
+        return cls(d["name"], Percentiles(d["estimated_ms"], d["estimated_p90_ms"], d["estimated_p99_ms"]), measured,
+                   int(d.get("macs", 0)), int(d.get("params", 0)))
 
 
 @dataclass
@@ -46,10 +59,10 @@ class LatencyTable:
     estimator: str
     batch: int
     num_classes: int
-    environment: dict
+    environment: dict[str, Any]
     cuts: list[CutLatency]
-    cost_s: dict = field(default_factory=dict)
-    accuracy: dict = field(default_factory=dict)  # estimator -> {mape_pct, within10_pct, n}
+    cost_s: dict[str, float] = field(default_factory=dict)
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # estimator -> {mape_pct, within10_pct, n}
 
     def row(self, name: str) -> CutLatency:
         """The row of a cut."""
@@ -58,18 +71,18 @@ class LatencyTable:
                 return row
         raise KeyError(name)
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """JSON form."""
         d = asdict(self)
-        d = {"kind": TABLE_KIND, "version": TABLE_VERSION, **d}
-        return d
+        d["cuts"] = [row.to_json() for row in self.cuts]
+        return {"kind": TABLE_KIND, "version": TABLE_VERSION, **d}
 
     def save(self, path: str | Path) -> Path:
         """Write atomically."""
-        return write_json(path, self.to_dict())
+        return write_json(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
+    def load(cls, path: str | Path) -> LatencyTable:
         """Read and validate a table file."""
         data = read_json(path, "latency table")
         if not isinstance(data, dict) or data.get("kind") != TABLE_KIND:
@@ -79,7 +92,7 @@ class LatencyTable:
             raise NetcutError(f"latency table {str(path)!r} has version {data.get('version')}, this netcut reads "
                               f"version {TABLE_VERSION}", "re-profile with this netcut version")
         try:
-            rows = [CutLatency(**row) for row in data["cuts"]]
+            rows = [CutLatency.from_json(row) for row in data["cuts"]]
             fields = {k: data[k] for k in ("model", "fingerprint", "input_size", "granularity", "backend", "estimator",
                                            "batch", "num_classes", "environment")}
         except (KeyError, TypeError) as exc:

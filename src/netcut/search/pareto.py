@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+
+from netcut.search.results import Candidate, TrainingRecord
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of points not dominated by any other (lower latency and higher score), by latency."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], float("-inf")
+    front: list[int] = []
+    best = float("-inf")
     for i in order:
         if points[i][1] > best:
             front.append(i)
             best = points[i][1]
     return front
+
+
+def frontier(candidates: list[Candidate], records: list[TrainingRecord]) -> list[tuple[Candidate, TrainingRecord]]:
+    """The trained candidates (frozen-trunk records) on the estimated-latency vs test-score Pareto frontier."""
+    points = [(c, r) for c in candidates for r in records if r.finetune_blocks == 0 and r.matches(c)]
+    return [points[i] for i in pareto_front([(c.estimate.p50, r.test_score) for c, r in points])]

@@ -7,6 +7,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from netcut.data.datasets import Dataset
 from netcut.fsutil import write_atomic
 from netcut.graph import TracedNetwork, build_extractor
 from netcut.progress import QUIET, Reporter
+from netcut.train.loop import augment
 
 
 def cache_key(traced: TracedNetwork, weights_hash: str, cut_names: list[str], dataset: Dataset,
@@ -24,21 +26,6 @@ def cache_key(traced: TracedNetwork, weights_hash: str, cut_names: list[str], da
     parts = {"arch": traced.fingerprint(), "weights": weights_hash, "cuts": cut_names, "data": dataset.fingerprint(),
              "transform": [traced.input_size, list(b.mean), list(b.std)], "views": views, "seed": seed, "v": 1}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A random horizontal flip and a shift of up to 1/8 of the side (reflect-padded)."""
-    n, _, h, w = x.shape
-    flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
-    pad = max(1, h // 8)
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
-    out = torch.empty_like(x)
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
-    for i in range(n):
-        dy, dx = int(offsets[i, 0]), int(offsets[i, 1])
-        out[i] = padded[i, :, dy:dy + h, dx:dx + w]
-    return out
 
 
 def extract_features(traced: TracedNetwork, cut_names: list[str], dataset: Dataset, split: str,
@@ -58,7 +45,7 @@ def extract_features(traced: TracedNetwork, cut_names: list[str], dataset: Datas
         for view in range(passes):
             for x, y in dataset.batches(split, traced.input_size, b.mean, b.std, batch_size):
                 if view > 0:
-                    x = _augment(x, generator)
+                    x = augment(x, generator)
                 for name, activation in zip(cut_names, extractor(x)):
                     chunks[name].append(activation.mean(dim=(2, 3)).float().numpy())
                 targets.append(y.numpy())
@@ -85,6 +72,7 @@ def cached_features(cache_dir: Path, traced: TracedNetwork, cut_names: list[str]
             reporter.note(f"feature cache {path} is unreadable; recomputing it")
     features, targets = extract_features(traced, cut_names, dataset, split, batch_size, views, seed, reporter)
     buffer = io.BytesIO()
-    np.savez(buffer, targets=targets, **{f"cut:{_safe(c)}": v for c, v in features.items()})
+    arrays: dict[str, Any] = {f"cut:{_safe(c)}": v for c, v in features.items()}
+    np.savez(buffer, targets=targets, **arrays)
     write_atomic(path, buffer.getvalue())
     return features, targets

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 
@@ -10,12 +9,11 @@ import torch
 from torch import nn
 
 from netcut.data.datasets import Dataset
-from netcut.graph import TracedNetwork, build_prefix, build_segment
+from netcut.graph import TracedNetwork, build_segment
+from netcut.model import HeadSpec, TrimmedNetwork, build_trn
 from netcut.progress import QUIET, Reporter
-from netcut.train.cache import _augment
-from netcut.train.heads import EarlyStopping, loss_fn
+from netcut.train.loop import EarlyStopping, augment, loss_fn
 from netcut.train.metrics import evaluate
-from netcut.trimmed import TrimmedNetwork
 from netcut.types import CutPoint
 
 
@@ -33,13 +31,6 @@ class FineTuneConfig:
     augment: bool = True
 
 
-def assemble(traced: TracedNetwork, cut: CutPoint, trained_classifier: nn.Module) -> TrimmedNetwork:
-    """A standalone TRN: copies of the prefix and of the trained classifier behind a global pool."""
-    prefix = copy.deepcopy(build_prefix(traced, cut.name))
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), copy.deepcopy(trained_classifier))
-    return TrimmedNetwork(prefix, head, traced.backbone.name, cut, traced.input_size).eval()
-
-
 def trainable_parameter_names(traced: TracedNetwork, block_cuts: list[CutPoint], cut: CutPoint, blocks: int
                               ) -> set[str]:
     """Names of the prefix parameters inside the last `blocks` block segments that end at or before `cut`."""
@@ -55,8 +46,8 @@ def trainable_parameter_names(traced: TracedNetwork, block_cuts: list[CutPoint],
     return names
 
 
-def evaluate_images(model: nn.Module, dataset: Dataset, split: str, size: int, mean: tuple, std: tuple,
-                    batch_size: int = 64) -> dict[str, float]:
+def evaluate_images(model: nn.Module, dataset: Dataset, split: str, size: int, mean: tuple[float, ...],
+                    std: tuple[float, ...], batch_size: int = 64) -> dict[str, float]:
     """Metrics of a TRN run on images of one split."""
     model.eval()
     logits, targets = [], []
@@ -68,14 +59,14 @@ def evaluate_images(model: nn.Module, dataset: Dataset, split: str, size: int, m
 
 
 def fine_tune(traced: TracedNetwork, cut: CutPoint, block_cuts: list[CutPoint], trained_classifier: nn.Module,
-              dataset: Dataset, config: FineTuneConfig = FineTuneConfig(), reporter: Reporter = QUIET
-              ) -> tuple[TrimmedNetwork, dict, dict, float]:
+              dataset: Dataset, config: FineTuneConfig = FineTuneConfig(), reporter: Reporter = QUIET,
+              head: HeadSpec = HeadSpec()) -> tuple[TrimmedNetwork, dict[str, float], dict[str, float], float]:
     """Fine-tune the last k blocks and the head; returns (TRN, val metrics, test metrics, seconds)."""
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     b = traced.backbone
-    trn = assemble(traced, cut, trained_classifier)
+    trn = build_trn(traced, cut, dataset.num_classes, head, trained_classifier)
     trainable = trainable_parameter_names(traced, block_cuts, cut, config.blocks)
     trunk_params = []
     for name, p in trn.prefix.named_parameters():
@@ -97,7 +88,7 @@ def fine_tune(traced: TracedNetwork, cut: CutPoint, block_cuts: list[CutPoint], 
             trn.head.train()
             for x, y in dataset.batches("train", traced.input_size, b.mean, b.std, config.batch_size):
                 if config.augment:
-                    x = _augment(x, generator)
+                    x = augment(x, generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss_fn(trn(x.clone()), y).backward()
                 optimizer.step()

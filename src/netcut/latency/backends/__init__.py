@@ -1,20 +1,20 @@
 """Latency backends behind one small contract: compile(model, example) -> runner; runner(input) -> output.
 
-Backends live in a registry of import paths, loaded lazily: the core never imports onnxruntime. A new backend
-(TensorRT, TFLite, a remote device) is added with `register_backend` or an entry point in group
+Backends live in a registry of import paths, loaded lazily (one module each): the core never imports a runtime.
+A new backend (TensorRT, a remote device) is added with `register_backend` or an entry point in group
 `netcut.backends`, without touching the core.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from netcut.errors import NetcutError
-
 
 Runner = Callable[[Any], Any]  # runs one inference on a backend-native input, returns the native output
 
@@ -49,8 +49,8 @@ def bind(backend: Backend, model: nn.Module, example: torch.Tensor) -> Callable[
 
 
 _REGISTRY: dict[str, str] = {
-    "torch": "netcut.latency.backends:TorchBackend",
-    "onnxruntime": "netcut.latency.ort_backend:OnnxRuntimeBackend",
+    "torch": "netcut.latency.backends.torch_backend:TorchBackend",
+    "onnxruntime": "netcut.latency.backends.onnxruntime_backend:OnnxRuntimeBackend",
 }
 
 
@@ -80,36 +80,3 @@ def get_backend(name: str, threads: int, device: str = "cpu") -> Backend:
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, attr)(threads=threads, device=device)
-
-
-class TorchBackend:
-    """PyTorch eager, inference mode, fixed intra-op threads."""
-
-    name = "torch"
-
-    def __init__(self, threads: int, device: str = "cpu") -> None:
-        self.threads = threads
-        self.device = torch.device(device)
-
-    def compile(self, model: nn.Module, example: torch.Tensor) -> Runner:
-        """The eval-mode model on the device, run under inference_mode."""
-        torch.set_num_threads(self.threads)
-        model = model.eval().to(self.device)
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return model(x)
-
-        return run
-
-    def to_native(self, x: torch.Tensor) -> torch.Tensor:
-        """The tensor on the backend's device."""
-        return x.to(self.device)
-
-    def versions(self) -> dict:
-        """The torch version."""
-        return {"torch": torch.__version__, "device": str(self.device)}
-
-    def sync(self) -> Callable[[], None] | None:
-        """CUDA work is asynchronous: synchronise before reading the clock."""
-        return torch.cuda.synchronize if self.device.type == "cuda" else None

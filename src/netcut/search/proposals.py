@@ -1,48 +1,9 @@
-"""Which candidates meet a deadline, and which of them to retrain (NetCut's proposals or everything)."""
+"""Stage: which candidates meet a deadline, and which of them to retrain (NetCut's proposals or everything)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from netcut.errors import NetcutError
-from netcut.latency.estimators import Estimate
-from netcut.types import CutPoint
-
-STRATEGIES = ("netcut", "exhaustive")
-PERCENTILES = ("p50", "p90", "p99")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A TRN (or, at the deepest cut, the off-the-shelf network with a new head) and its latency estimate."""
-
-    model: str
-    cut: CutPoint
-    estimate: Estimate
-    latency_source: str  # estimator name or "table:PATH"
-
-    @property
-    def is_full(self) -> bool:
-        """Whether this is the whole backbone (the off-the-shelf baseline)."""
-        return self.cut.is_full
-
-    @property
-    def id(self) -> str:
-        """model@cut."""
-        return f"{self.model}@{self.cut.name}"
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """A latency bound at a percentile, with a safety margin on estimates."""
-
-    ms: float
-    percentile: str = "p50"
-    margin: float = 0.05
-
-    def admits(self, candidate: Candidate) -> bool:
-        """Whether the estimate, inflated by the margin, meets the deadline."""
-        return candidate.estimate.percentile(self.percentile) * (1.0 + self.margin) <= self.ms
+from netcut.search.results import STRATEGIES, Candidate, Deadline
 
 
 def parse_deadlines(text: str) -> list[float]:
@@ -76,3 +37,8 @@ def propose(candidates: list[Candidate], deadline: Deadline, strategy: str, top_
         feasible.sort(key=lambda c: c.cut.index, reverse=True)
         proposals += feasible[:top_k]
     return proposals
+
+
+def union(proposals: list[list[Candidate]]) -> list[Candidate]:
+    """Every candidate proposed for some deadline, once, in first-seen order."""
+    return list({c.id: c for group in proposals for c in group}.values())

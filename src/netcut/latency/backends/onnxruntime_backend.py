@@ -7,7 +7,8 @@ import io
 import os
 import sys
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from torch import nn
 from netcut.errors import NetcutError
 
 
-def _import_ort():
+def _import_ort() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
@@ -53,11 +54,11 @@ def export_onnx(model: nn.Module, example: torch.Tensor, what: str = "model") ->
         buffer = io.BytesIO()
         try:
             with _silenced():
-                kwargs = {"dynamo": dynamo, "input_names": ["input"], "output_names": ["output"],
+                kwargs: dict[str, Any] = {"dynamo": dynamo, "input_names": ["input"], "output_names": ["output"],
                           "opset_version": 17 if not dynamo else 18}
                 if dynamo:
                     kwargs["verbose"] = False
-                torch.onnx.export(model, (example,), buffer, **kwargs)
+                torch.onnx.export(model, (example,), buffer, **kwargs)  # type: ignore[arg-type]
             return buffer.getvalue()
         except Exception as exc:  # exporters raise many types; the message names the op
             errors.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}")
@@ -71,7 +72,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, what: str = "model") ->
 _global_pool_threads: int | None = None
 
 
-def _shared_pool(ort, threads: int) -> None:
+def _shared_pool(ort: Any, threads: int) -> None:
     global _global_pool_threads
     if _global_pool_threads is None:
         ort.set_global_thread_pool_sizes(threads, 1)
@@ -91,7 +92,7 @@ class OnnxRuntimeBackend:
         self.threads = threads
         _shared_pool(self.ort, threads)
 
-    def session(self, onnx_bytes: bytes):
+    def session(self, onnx_bytes: bytes) -> Any:
         """An InferenceSession on the shared thread pool with full graph optimisation."""
         options = self.ort.SessionOptions()
         options.use_per_session_threads = False

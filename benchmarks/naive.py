@@ -10,10 +10,11 @@ import time
 import torch
 
 from netcut.data.datasets import Dataset
-from netcut.graph import TracedNetwork, build_prefix
-from netcut.heads import build_head
-from netcut.train.heads import TrainConfig, loss_fn
+from netcut.graph import TracedNetwork
+from netcut.model import build_trn
+from netcut.train.loop import loss_fn
 from netcut.train.metrics import evaluate
+from netcut.train.probe import TrainConfig
 from netcut.types import CutPoint
 
 
@@ -23,8 +24,8 @@ def naive_retrain(traced: TracedNetwork, cut: CutPoint, dataset: Dataset, config
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     b = traced.backbone
-    prefix = build_prefix(traced, cut.name).eval()
-    head = build_head(cut.shape[0], num_classes, config.head)
+    trn = build_trn(traced, cut, num_classes, config.head, own_weights=False)  # the trunk stays frozen
+    prefix, head = trn.prefix, trn.head
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     for _ in range(config.epochs):
         head.train()

@@ -1,8 +1,7 @@
-"""Train TRN heads on cached features: seeded, early-stopped, hard or soft labels."""
+"""Probes: TRN heads trained on cached features (frozen trunk); seeded, early-stopped, hard or soft labels."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
@@ -10,12 +9,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from netcut.heads import classifier
+from netcut.model.head import HeadSpec, classifier
+from netcut.train.loop import EarlyStopping, loss_fn
 from netcut.train.metrics import evaluate
-from netcut.types import HeadSpec
 
 
 @dataclass(frozen=True)
@@ -45,28 +43,6 @@ class HeadResult:
     test: dict[str, float]
     epochs_run: int
     seconds: float
-
-
-class EarlyStopping:
-    """Keeps the best state seen on validation; says when `patience` evaluations brought nothing better."""
-
-    def __init__(self, model: nn.Module, score: float, patience: int) -> None:
-        self.best, self.state, self.stale, self.patience = score, copy.deepcopy(model.state_dict()), 0, patience
-
-    def update(self, model: nn.Module, score: float) -> bool:
-        """Record a validation score; True when training should stop."""
-        if score > self.best + 1e-9:
-            self.best, self.state, self.stale = score, copy.deepcopy(model.state_dict()), 0
-            return False
-        self.stale += 1
-        return self.stale >= self.patience
-
-
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy to a class index, or to a target distribution (soft labels; KL up to a constant)."""
-    if targets.dim() == 1:
-        return F.cross_entropy(logits, targets)
-    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
 def _fold_standardization(model: nn.Sequential, mean: torch.Tensor, std: torch.Tensor) -> None:

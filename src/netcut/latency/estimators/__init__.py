@@ -1,0 +1,83 @@
+"""Latency estimators behind a registry: measured (ground truth), empirical (profile once), analytical (a model).
+
+Each estimator is a function `estimate(traced, cuts, backend, settings, reporter, ground_truth) -> EstimatorRun`
+in a module of its own, loaded lazily; `register_estimator` adds one without touching the core.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from netcut.errors import NetcutError
+from netcut.types import CutPoint, LatencyStats, Percentiles
+
+if TYPE_CHECKING:  # the registry stays importable without torch (the CLI lists its names)
+    from netcut.graph import TracedNetwork
+    from netcut.latency.backends import Backend
+    from netcut.latency.settings import ProfileSettings
+    from netcut.progress import Reporter
+
+
+@dataclass
+class EstimatorRun:
+    """What an estimator produced, and what it cost."""
+
+    estimator: str
+    estimates: dict[str, Percentiles]  # cut name -> estimated latency
+    cost_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+    measured: dict[str, LatencyStats] = field(default_factory=dict)  # ground truth timed side by side, if asked
+
+
+class Estimator(Protocol):
+    """Estimate every TRN's latency; with ground_truth, also measure them side by side where the method allows."""
+
+    def __call__(self, traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, settings: ProfileSettings,
+                 reporter: Reporter, ground_truth: bool = False) -> EstimatorRun: ...
+
+
+_REGISTRY: dict[str, str | Estimator] = {
+    "empirical": "netcut.latency.estimators.empirical:estimate",
+    "analytical": "netcut.latency.estimators.analytical:estimate",
+    "measured": "netcut.latency.estimators.measured:estimate",
+}
+
+
+def register_estimator(name: str, target: str | Estimator) -> None:
+    """Add an estimator: an import path 'module:function' or the function itself."""
+    _REGISTRY[name] = target
+
+
+def available_estimators() -> list[str]:
+    """Names of the registered estimators, the built-in ones first."""
+    return list(_REGISTRY)
+
+
+def get_estimator(name: str) -> Estimator:
+    """The estimator function registered under `name`."""
+    target = _REGISTRY.get(name)
+    if target is None:
+        raise NetcutError(f"unknown estimator {name!r}", f"use one of: {', '.join(_REGISTRY)}")
+    if isinstance(target, str):
+        module_name, _, attr = target.partition(":")
+        function: Estimator = getattr(importlib.import_module(module_name), attr)
+        return function
+    return target
+
+
+def run_estimator(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, settings: ProfileSettings,
+                  reporter: Reporter, estimator: str | None = None, ground_truth: bool = False) -> EstimatorRun:
+    """Run one estimator (default: the settings' own) over the cuts."""
+    return get_estimator(estimator or settings.estimator)(traced, cuts, backend, settings, reporter, ground_truth)
+
+
+def accuracy_metrics(estimated: Any, measured: Any) -> dict[str, float]:
+    """MAPE (%) and share of estimates within ±10% of measurement (nn-Meter's headline metric)."""
+    import numpy as np
+
+    rel = np.abs(np.asarray(estimated) - np.asarray(measured)) / np.asarray(measured)
+    return {"mape_pct": float(100 * rel.mean()), "within10_pct": float(100 * (rel <= 0.10).mean()), "n": int(rel.size)}
+
+

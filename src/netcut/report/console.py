@@ -1,0 +1,116 @@
+"""Console rendering with rich: every table the CLI and the demo print."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from netcut.latency.table import LatencyTable
+from netcut.search.decide import relative_gain
+from netcut.search.pareto import frontier
+from netcut.search.results import ExploreResult
+from netcut.types import CutPoint
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on stdout (or stderr); piped output gets 140 columns instead of being squeezed to 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 140)
+
+
+def human(n: float) -> str:
+    """12.3M, 4.56k, 789."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+def print_models(out: Console, rows: list[dict[str, Any]]) -> None:
+    """The built-in backbones."""
+    table = Table(title="built-in backbones (pretrained on ImageNet, available offline)")
+    for column in ("name", "input", "weights", "description"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], str(r["input_size"]), r["weights"], r["description"])
+    out.print(table)
+    out.print("Also: torchvision:NAME (e.g. torchvision:resnet18), timm:NAME (e.g. timm:mobilenetv3_large_100), "
+              "py:FILE.py:NAME (your own nn.Module). Add --weights DEFAULT|none|PATH.")
+
+
+def print_cuts(out: Console, model: str, input_size: int, granularity: str, cuts: list[CutPoint]) -> None:
+    """The legal cut points of a backbone with their cost."""
+    full = cuts[-1]
+    table = Table(title=f"{model} @ {input_size}px: {len(cuts)} {granularity} cut points")
+    for column, justify in (("#", "right"), ("cut", "left"), ("C×H×W", "right"), ("params", "right"),
+                            ("MACs", "right"), ("% MACs", "right"), ("op", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for i, c in enumerate(cuts):
+        share = 100.0 * c.macs / full.macs if full.macs else 0.0
+        table.add_row(str(i), c.name + (" (full)" if c.is_full else ""), "×".join(map(str, c.shape)),
+                      human(c.params), human(c.macs), f"{share:.0f}%", c.op)
+    out.print(table)
+
+
+def print_profile(out: Console, table: LatencyTable, measured: bool, analytical_fitted: bool) -> None:
+    """A latency table, each estimator's error against measurement, and what it cost."""
+    view = Table(title=f"{table.model} @ {table.input_size}px, {table.backend}, {table.environment['threads']} "
+                       f"threads, batch {table.batch}: {table.estimator} estimates (ms)")
+    columns = ["cut", "est p50", "est p90"] + (["meas p50", "meas p90", "error"] if measured else [])
+    for column in columns:
+        view.add_column(column, justify="left" if column == "cut" else "right")
+    for row in table.cuts:
+        cells = [row.name, f"{row.estimated.p50:.2f}", f"{row.estimated.p90:.2f}"]
+        if row.measured is not None:
+            error = 100 * (row.estimated.p50 - row.measured.p50) / row.measured.p50
+            cells += [f"{row.measured.p50:.2f}", f"{row.measured.p90:.2f}", f"{error:+.1f}%"]
+        view.add_row(*cells)
+    out.print(view)
+    for name, acc in table.accuracy.items():
+        out.print(f"{name:>10}: MAPE {acc['mape_pct']:.1f}%, {acc['within10_pct']:.0f}% of {acc['n']} TRNs "
+                  "within ±10% of measured p50")
+    if measured and not analytical_fitted:
+        out.print("analytical: no fitted model for this device yet (run `netcut calibrate` to compare it too)")
+    out.print(f"cost: {', '.join(f'{k} {v:.1f}s' for k, v in table.cost_s.items())}")
+
+
+def print_calibration(out: Console, fit: dict[str, Any], backend: str, env: dict[str, Any], path: str) -> None:
+    """Where the analytical model went and how well it fits."""
+    out.print(f"analytical model for {backend} on {env['cpu']} ({env['threads']} threads) saved to {path}")
+    out.print(f"  in-sample: MAPE {fit['in_sample']['mape_pct']:.1f}%, "
+              f"{fit['in_sample']['within10_pct']:.0f}% within ±10%")
+    if "overall" in fit["leave_one_network_out"]:
+        o = fit["leave_one_network_out"]["overall"]
+        out.print(f"  leave-one-network-out: MAPE {o['mape_pct']:.1f}%, {o['within10_pct']:.0f}% within ±10%")
+
+
+def print_result(out: Console, result: ExploreResult) -> None:
+    """The per-deadline outcome and the frontier as tables."""
+    metric = result.dataset.metric.replace("_", " ")
+    table = Table(title=f"NetCut: {result.trained} of {len(result.candidates)} candidates retrained in "
+                        f"{result.exploration_s:.1f} s")
+    for column in ("deadline", "chosen", "cut", f"test {metric}", "measured p50", "estimated", "best off-the-shelf",
+                   "gain"):
+        table.add_column(column, justify="left" if column in ("chosen", "cut", "best off-the-shelf") else "right")
+    for d in result.decisions:
+        c, b = d.chosen, d.best_off_the_shelf
+        if c is None:
+            table.add_row(f"{d.deadline.ms:g} ms", "[red]none[/red]", d.reason or "", "", "",
+                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "")
+            continue
+        gain = f"{relative_gain(c.score, b.score):+.1f}%" if b else "–"
+        measured = "–" if c.latency_ms is None else f"{c.latency_ms:.2f} ms"
+        table.add_row(f"{d.deadline.ms:g} ms", c.model, c.cut + (" (full)" if c.candidate.is_full else ""),
+                      f"{c.score:.4f}", measured, f"{c.candidate.estimate.p50:.2f} ms",
+                      f"{b.model} {b.score:.4f}" if b else "none meets it", gain)
+    out.print(table)
+    front = Table(title="Pareto frontier of the retrained candidates")
+    for column in ("model", "cut", "estimated p50", f"test {metric}"):
+        front.add_column(column)
+    for cand, record in frontier(list(result.candidates), list(result.records)):
+        front.add_row(cand.model + (" (off-the-shelf)" if cand.is_full else ""), cand.cut.name,
+                      f"{cand.estimate.p50:.2f} ms", f"{record.test_score:.4f}")
+    out.print(front)

@@ -1,0 +1,70 @@
+"""The documented JSON view of an exploration (what `explore --json` prints), built from the typed result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netcut.search.pareto import frontier
+from netcut.search.results import Candidate, Choice, Decision, ExploreResult
+
+
+def choice_json(choice: Choice) -> dict[str, Any]:
+    """A chosen network (or the best off-the-shelf one) as documented for --json."""
+    c, r, m = choice.candidate, choice.record, choice.measured
+    return {"model": c.model, "cut": c.cut.name, "is_full": c.is_full, "backend": c.id.backend,
+            "precision": c.id.precision, "accuracy": r.accuracy, "metric": r.metric, "score": r.test_score,
+            "val_score": r.val_score, "metrics": r.metrics.get("test", {}), "fine_tune_blocks": r.finetune_blocks,
+            "estimated_ms": c.estimate.p50, "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
+            "latency_ms": None if m is None else m.p50, "latency_p90_ms": None if m is None else m.p90,
+            "latency_p99_ms": None if m is None else m.p99, "macs": c.cut.macs, "params": c.cut.params,
+            "latency_source": c.latency_source, "record": r.key}
+
+
+def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decision) -> dict[str, Any]:
+    """One candidate's row for a deadline."""
+    c, probe = candidate, result.probe_of(candidate)
+    row = {"model": c.model, "cut": c.cut.name, "cut_index": c.cut.index, "is_full": c.is_full,
+           "backend": c.id.backend, "precision": c.id.precision, "estimated_ms": c.estimate.p50,
+           "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
+           "feasible": c.id in decision.feasible, "macs": c.cut.macs, "params": c.cut.params,
+           "trained": probe is not None}
+    if probe is not None:
+        row.update({"accuracy": probe.accuracy, "score": probe.test_score, "val_score": probe.val_score})
+    return row
+
+
+def decision_json(result: ExploreResult, decision: Decision) -> dict[str, Any]:
+    """One deadline's outcome."""
+    by_id = {c.id: c for c in result.candidates}
+    out: dict[str, Any] = {
+        **decision.deadline.to_json(), "proposals": [p.label for p in decision.proposals],
+        "candidates": [candidate_json(result, c, decision) for c in result.candidates],
+        "rejected_on_verification": [{"model": r.candidate.backbone, "cut": r.candidate.cut,
+                                      "measured_ms": r.measured_ms, "estimated_ms": r.estimated_ms}
+                                     for r in decision.rejected],
+        "chosen": None if decision.chosen is None else choice_json(decision.chosen),
+        "best_off_the_shelf": None if decision.best_off_the_shelf is None else
+        choice_json(decision.best_off_the_shelf)}
+    if decision.chosen is None and decision.fastest is not None:
+        out.update({"fastest_ms": decision.fastest_ms, "fastest": by_id[decision.fastest].label,
+                    "reason": decision.reason})
+    return out
+
+
+def explore_json(result: ExploreResult) -> dict[str, Any]:
+    """The --json form: flat for one deadline, a `deadlines` list for several."""
+    data: dict[str, Any] = {
+        "deadlines": [decision_json(result, d) for d in result.decisions],
+        "trained": result.trained, "newly_trained": result.newly_trained,
+        "candidates_total": len(result.candidates), "exploration_s": result.exploration_s,
+        "strategy": result.strategy,
+        "frontier": [{"model": c.model, "cut": c.cut.name, "is_full": c.is_full, "estimated_ms": c.estimate.p50,
+                      "score": r.test_score} for c, r in frontier(list(result.candidates), list(result.records))],
+        "dataset": result.dataset.to_json(),
+        "models": {k: v.to_json() for k, v in result.models.items()},
+        "config": result.config, "environment": result.environment, "netcut_version": result.netcut_version,
+    }
+    if len(result.decisions) == 1:
+        first = data.pop("deadlines")[0]
+        return {**first, **data}
+    return data

@@ -1,0 +1,71 @@
+"""Stage: the decision per deadline. Pure functions of typed values: no torch, no store, no measurement.
+
+decide() ranks the feasible trained candidates by validation score; where the winner's latency must be verified
+and is not known yet, it returns a decision `pending` on that candidate: the caller measures it and decides again.
+"""
+
+from __future__ import annotations
+
+from netcut.search.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
+from netcut.types import CandidateId, Percentiles
+
+
+def relative_gain(score: float, baseline: float) -> float:
+    """Relative improvement in percent: 100·(score − baseline)/baseline (NetCut's headline figure)."""
+    return 100.0 * (score - baseline) / baseline
+
+
+def _ranked(candidates: list[Candidate], records: list[TrainingRecord]) -> list[tuple[TrainingRecord, Candidate]]:
+    """(record, candidate) pairs, best validation score first; ties go to the faster, then the frozen trunk."""
+    pairs = [(r, c) for c in candidates for r in records if r.matches(c)]
+    return sorted(pairs, key=lambda rc: (-rc[0].val_score, rc[1].estimate.p50, rc[0].finetune_blocks))
+
+
+def feasible(deadline: Deadline, candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates whose estimate (with the margin) meets the deadline."""
+    return [c for c in candidates if deadline.admits(c)]
+
+
+def best_off_the_shelf(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord]
+                       ) -> Choice | None:
+    """The best full backbone (new head, frozen trunk) whose estimate meets the deadline, by validation score."""
+    full = [c for c in feasible(deadline, candidates) if c.is_full]
+    probes = [r for r in records if r.finetune_blocks == 0]
+    ranked = _ranked(full, probes)
+    return Choice(ranked[0][1], ranked[0][0]) if ranked else None
+
+
+def pick_for_fine_tuning(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord],
+                         top: int) -> list[tuple[Candidate, TrainingRecord]]:
+    """The `top` feasible candidates with the best probes: the ones worth fine-tuning for this deadline."""
+    probes = [r for r in records if r.finetune_blocks == 0]
+    return [(c, r) for r, c in _ranked(feasible(deadline, candidates), probes)[:top]]
+
+
+def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Candidate],
+           records: list[TrainingRecord], measured: dict[CandidateId, Percentiles], verify: bool = True) -> Decision:
+    """Choose the most accurate feasible candidate whose measured latency (when verifying) meets the deadline."""
+    admitted = feasible(deadline, candidates)
+    fastest = min(candidates, key=lambda c: c.estimate.percentile(deadline.percentile))
+
+    def outcome(chosen: Choice | None, rejected: list[Rejection], reason: str | None,
+                pending: CandidateId | None = None) -> Decision:
+        best = best_off_the_shelf(deadline, candidates, records) if admitted and pending is None else None
+        return Decision(deadline, tuple(c.id for c in proposals), tuple(c.id for c in admitted), chosen, best,
+                        tuple(rejected), fastest.id, fastest.estimate.percentile(deadline.percentile), reason, pending)
+
+    if not admitted:
+        return outcome(None, [], "no candidate's estimated latency meets the deadline")
+    rejected: list[Rejection] = []
+    ranked = _ranked(admitted, records)
+    for record, candidate in ranked:
+        latency = measured.get(candidate.id)
+        if verify and latency is None:
+            return outcome(None, rejected, None, pending=candidate.id)
+        if latency is not None and not deadline.met_by(latency):
+            rejected.append(Rejection(candidate.id, latency.percentile(deadline.percentile),
+                                      candidate.estimate.percentile(deadline.percentile)))
+            continue
+        return outcome(Choice(candidate, record, latency if verify else None), rejected, None)
+    return outcome(None, rejected, "every proposal missed the deadline when measured" if ranked
+                   else "no candidate that meets the deadline was trained")

@@ -1,0 +1,31 @@
+"""Store keys: what a stored latency or training result depends on. Same key, same result, no recomputation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from netcut.types import CandidateId
+
+
+def _digest(parts: list[object]) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+
+def backbone_identity(name: str, fingerprint: str, weights_hash: str) -> str:
+    """Name, architecture at its input size, and weights: what a stored result belongs to."""
+    return f"{name}|{fingerprint}|{weights_hash}"
+
+
+def training_key(identity: str, cut: str, head: str, dataset: str, train_config: str, finetune_blocks: int = 0,
+                 finetune_epochs: int = 0, precision: str = "fp32") -> str:
+    """The key of a trained candidate (frozen trunk, or fine-tuned last `finetune_blocks` blocks)."""
+    config = train_config + (f"|ft{finetune_epochs}" if finetune_blocks else "")
+    return _digest([identity, cut, head, dataset, config, finetune_blocks, precision])
+
+
+def latency_key(candidate: CandidateId, fingerprint: str, estimator: str, device_key: str, batch: int,
+                num_classes: int) -> str:
+    """The key of a candidate's latency from one estimator (or "verified") on one device."""
+    return _digest([fingerprint, candidate.cut, candidate.backend, candidate.precision, candidate.device, estimator,
+                    device_key, batch, num_classes])

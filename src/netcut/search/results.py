@@ -1,0 +1,368 @@
+"""Typed results of an exploration: candidates, latencies, training records, decisions, the whole result.
+
+Pure values (no torch, no store): what stages hand to each other, what the store keeps, what reports render.
+Each has to_json/from_json; nothing is rounded here (rendering rounds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from netcut.types import CandidateId, CutPoint, Percentiles
+
+STRATEGIES = ("netcut", "exhaustive")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A latency bound at a percentile, with a safety margin on estimates."""
+
+    ms: float
+    percentile: str = "p50"
+    margin: float = 0.05
+
+    def admits(self, candidate: Candidate) -> bool:
+        """Whether the estimate, inflated by the margin, meets the deadline."""
+        return candidate.estimate.percentile(self.percentile) * (1.0 + self.margin) <= self.ms
+
+    def met_by(self, measured: Percentiles) -> bool:
+        """Whether a measured latency meets the deadline (no margin: it is the truth)."""
+        return measured.percentile(self.percentile) <= self.ms
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"deadline_ms": self.ms, "percentile": self.percentile, "margin": self.margin}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Deadline:
+        """Inverse of to_json."""
+        return cls(float(d["deadline_ms"]), d["percentile"], float(d["margin"]))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A TRN (or, at the deepest cut, the off-the-shelf network with a new head) and its latency estimate."""
+
+    id: CandidateId
+    cut: CutPoint
+    estimate: Percentiles
+    latency_source: str  # estimator name or "table:PATH"
+
+    @property
+    def model(self) -> str:
+        """The backbone's name."""
+        return self.id.backbone
+
+    @property
+    def is_full(self) -> bool:
+        """Whether this is the whole backbone (the off-the-shelf baseline)."""
+        return self.cut.is_full
+
+    @property
+    def label(self) -> str:
+        """model@cut."""
+        return self.id.label
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"id": self.id.to_json(), "cut": self.cut.to_json(), "estimate": self.estimate.to_json(),
+                "latency_source": self.latency_source}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Candidate:
+        """Inverse of to_json."""
+        return cls(CandidateId.from_json(d["id"]), CutPoint.from_json(d["cut"]), Percentiles.from_json(d["estimate"]),
+                   d["latency_source"])
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """A stored latency of one candidate: an estimate, or a measurement (estimator "verified")."""
+
+    key: str
+    candidate: CandidateId
+    fingerprint: str
+    estimator: str
+    latency: Percentiles
+    environment: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """A trained candidate: a probe on cached features (finetune_blocks 0) or a fine-tuned TRN."""
+
+    key: str  # the store key of this record and of its weights
+    backbone: str
+    cut: str
+    cut_index: int
+    head: str  # HeadSpec.label()
+    dataset: str  # dataset fingerprint
+    train_config: str  # digest of the training configuration
+    finetune_blocks: int
+    metric: str  # accuracy, or angular_similarity for soft labels
+    val_score: float
+    test_score: float
+    metrics: dict[str, dict[str, float]]  # {"val": {...}, "test": {...}}
+    seconds: float
+    precision: str = "fp32"
+    created_run: int = 0  # the run that trained it (newly trained records are those of the current run)
+
+    @property
+    def label(self) -> str:
+        """model@cut."""
+        return f"{self.backbone}@{self.cut}"
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy for hard labels; top-1 agreement for soft labels."""
+        test = self.metrics.get("test", {})
+        return float(test.get("accuracy", test.get("top1_agreement", self.test_score)))
+
+    def matches(self, candidate: Candidate) -> bool:
+        """Whether this record trained that candidate's network."""
+        return (self.backbone, self.cut, self.precision) == (candidate.id.backbone, candidate.id.cut,
+                                                               candidate.id.precision)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainingRecord:
+        """Inverse of to_json."""
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A candidate chosen (or the best off-the-shelf one) with the record that scored it and, if verified, its
+    measured latency."""
+
+    candidate: Candidate
+    record: TrainingRecord
+    measured: Percentiles | None = None
+
+    @property
+    def model(self) -> str:
+        """The backbone's name."""
+        return self.candidate.model
+
+    @property
+    def cut(self) -> str:
+        """The cut point's name."""
+        return self.candidate.cut.name
+
+    @property
+    def score(self) -> float:
+        """Test score (accuracy, or angular similarity for soft labels)."""
+        return self.record.test_score
+
+    @property
+    def accuracy(self) -> float:
+        """Test top-1 accuracy (agreement for soft labels)."""
+        return self.record.accuracy
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Measured p50, if verified."""
+        return None if self.measured is None else self.measured.p50
+
+    def to_json(self) -> dict[str, Any]:
+        """References to the candidate and record, plus the measurement."""
+        return {"candidate": self.candidate.id.to_json(), "record": self.record.key,
+                "measured": None if self.measured is None else self.measured.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], candidates: dict[CandidateId, Candidate],
+                  records: dict[str, TrainingRecord]) -> Choice:
+        """Inverse of to_json, resolving references against the result's candidates and records."""
+        measured = None if d["measured"] is None else Percentiles.from_json(d["measured"])
+        return cls(candidates[CandidateId.from_json(d["candidate"])], records[d["record"]], measured)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A proposal that missed the deadline when its latency was measured."""
+
+    candidate: CandidateId
+    measured_ms: float
+    estimated_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"candidate": self.candidate.to_json(), "measured_ms": self.measured_ms,
+                "estimated_ms": self.estimated_ms}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Rejection:
+        """Inverse of to_json."""
+        return cls(CandidateId.from_json(d["candidate"]), float(d["measured_ms"]), float(d["estimated_ms"]))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one deadline.
+
+    pending names a candidate whose latency must be measured before the decision can be final (decide() is pure:
+    the caller measures and decides again).
+    """
+
+    deadline: Deadline
+    proposals: tuple[CandidateId, ...]
+    feasible: tuple[CandidateId, ...]
+    chosen: Choice | None
+    best_off_the_shelf: Choice | None
+    rejected: tuple[Rejection, ...] = ()
+    fastest: CandidateId | None = None
+    fastest_ms: float | None = None
+    reason: str | None = None
+    pending: CandidateId | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form (a final decision: nothing pending)."""
+        if self.pending is not None:
+            raise ValueError("a decision still waiting for a measurement has no JSON form")
+        return {"deadline": self.deadline.to_json(), "proposals": [p.to_json() for p in self.proposals],
+                "feasible": [f.to_json() for f in self.feasible],
+                "chosen": None if self.chosen is None else self.chosen.to_json(),
+                "best_off_the_shelf": None if self.best_off_the_shelf is None else self.best_off_the_shelf.to_json(),
+                "rejected": [r.to_json() for r in self.rejected],
+                "fastest": None if self.fastest is None else self.fastest.to_json(), "fastest_ms": self.fastest_ms,
+                "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], candidates: dict[CandidateId, Candidate],
+                  records: dict[str, TrainingRecord]) -> Decision:
+        """Inverse of to_json."""
+        def choice(c: dict[str, Any] | None) -> Choice | None:
+            return None if c is None else Choice.from_json(c, candidates, records)
+
+        return cls(Deadline.from_json(d["deadline"]), tuple(CandidateId.from_json(p) for p in d["proposals"]),
+                   tuple(CandidateId.from_json(f) for f in d["feasible"]), choice(d["chosen"]),
+                   choice(d["best_off_the_shelf"]), tuple(Rejection.from_json(r) for r in d["rejected"]),
+                   None if d["fastest"] is None else CandidateId.from_json(d["fastest"]), d["fastest_ms"], d["reason"])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a result needs to know of the data it was trained on."""
+
+    name: str
+    classes: list[str]
+    soft: bool
+    metric: str
+    fingerprint: str
+    sizes: dict[str, int]
+    skipped: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DatasetInfo:
+        """Inverse of to_json."""
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A backbone as explored: how to rebuild and feed it."""
+
+    name: str
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: str
+    fingerprint: str
+    weights_hash: str = ""
+    granularity: str = "block"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {**self.__dict__, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelInfo:
+        """Inverse of to_json."""
+        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+
+
+@dataclass(frozen=True)
+class ExploreResult:
+    """The outcome of one exploration: every candidate, every training record it used, a decision per deadline."""
+
+    config: dict[str, Any]  # the ExploreConfig as JSON (kept plain: results outlive config changes)
+    candidates: tuple[Candidate, ...]
+    records: tuple[TrainingRecord, ...]
+    decisions: tuple[Decision, ...]
+    dataset: DatasetInfo
+    models: dict[str, ModelInfo]
+    run_id: int
+    exploration_s: float
+    environment: dict[str, Any]
+    netcut_version: str
+
+    @property
+    def strategy(self) -> str:
+        """netcut or exhaustive."""
+        return str(self.config["strategy"])
+
+    @property
+    def probes(self) -> list[TrainingRecord]:
+        """Frozen-trunk records (one per trained candidate)."""
+        return [r for r in self.records if r.finetune_blocks == 0]
+
+    @property
+    def trained(self) -> int:
+        """How many candidates have a frozen-trunk record."""
+        return len(self.probes)
+
+    @property
+    def newly_trained(self) -> int:
+        """How many records this run trained (the rest came from the store)."""
+        return sum(r.created_run == self.run_id for r in self.records)
+
+    @property
+    def infeasible(self) -> bool:
+        """Whether some deadline could not be met."""
+        return any(d.chosen is None for d in self.decisions)
+
+    def decision(self, deadline_ms: float | None = None) -> Decision:
+        """The decision for a deadline (the first by default)."""
+        for d in self.decisions:
+            if deadline_ms is None or abs(d.deadline.ms - deadline_ms) < 1e-9:
+                return d
+        raise KeyError(deadline_ms)
+
+    def chosen(self, deadline_ms: float | None = None) -> Choice | None:
+        """The chosen network for a deadline (the first deadline by default)."""
+        return self.decision(deadline_ms).chosen
+
+    def probe_of(self, candidate: Candidate) -> TrainingRecord | None:
+        """The frozen-trunk record of a candidate, if it was trained."""
+        return next((r for r in self.probes if r.matches(candidate)), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The form kept in the store."""
+        return {"kind": "netcut-explore-result", "version": 1, "config": self.config,
+                "candidates": [c.to_json() for c in self.candidates], "records": [r.to_json() for r in self.records],
+                "decisions": [d.to_json() for d in self.decisions], "dataset": self.dataset.to_json(),
+                "models": {k: v.to_json() for k, v in self.models.items()}, "run_id": self.run_id,
+                "exploration_s": self.exploration_s, "environment": self.environment,
+                "netcut_version": self.netcut_version}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ExploreResult:
+        """Inverse of to_json."""
+        if d.get("kind") != "netcut-explore-result" or d.get("version") != 1:
+            raise ValueError("not an exploration result of this netcut version")
+        candidates = tuple(Candidate.from_json(c) for c in d["candidates"])
+        records = tuple(TrainingRecord.from_json(r) for r in d["records"])
+        by_id = {c.id: c for c in candidates}
+        by_key = {r.key: r for r in records}
+        return cls(d["config"], candidates, records,
+                   tuple(Decision.from_json(x, by_id, by_key) for x in d["decisions"]),
+                   DatasetInfo.from_json(d["dataset"]), {k: ModelInfo.from_json(v) for k, v in d["models"].items()},
+                   int(d["run_id"]), float(d["exploration_s"]), d["environment"], d["netcut_version"])

@@ -1,0 +1,129 @@
+"""The pure stages: deadline filter, proposals, the decision (ties, fine-tuning, verification), the frontier."""
+
+from __future__ import annotations
+
+import pytest
+
+from netcut.errors import NetcutError
+from netcut.search.decide import best_off_the_shelf, decide, pick_for_fine_tuning, relative_gain
+from netcut.search.pareto import frontier, pareto_front
+from netcut.search.proposals import parse_deadlines, propose, union
+from netcut.search.results import Deadline
+from netcut.types import Percentiles
+from synthetic import candidate, probe
+
+# two backbones: "a" with cuts at 1..5 ms, "b" (bigger) with cuts at 2..10 ms; the last cut of each is the full one
+A = [candidate("a", i, 1.0 + i) for i in range(5)]
+B = [candidate("b", i, 2.0 * (i + 1)) for i in range(5)]
+ALL = A + B
+
+
+def measured(ms: float) -> Percentiles:
+    return Percentiles(ms, ms * 1.1, ms * 1.2)
+
+
+def test_deadline_admits_with_margin_at_the_chosen_percentile():
+    c = candidate("a", 0, 10.0)  # p50 10, p90 11, p99 12
+    assert Deadline(10.5, "p50", 0.05).admits(c) and not Deadline(10.4, "p50", 0.05).admits(c)
+    assert not Deadline(11.0, "p90", 0.05).admits(c) and Deadline(11.55, "p90", 0.05).admits(c)
+    assert Deadline(12.0, "p99", 0.0).admits(c)
+    assert Deadline(10.0).met_by(measured(10.0)) and not Deadline(10.0).met_by(measured(10.01))
+
+
+def test_netcut_proposes_the_top_k_deepest_feasible_cuts_per_backbone():
+    deadline = Deadline(6.5, margin=0.0)  # a: cuts 0..4 (1..5 ms) all fit; b: cuts 0..2 (2, 4, 6 ms)
+    proposals = propose(ALL, deadline, "netcut", top_k=2)
+    assert [c.label for c in proposals] == ["a@blocks.4", "a@blocks.3", "b@blocks.2", "b@blocks.1"]
+    assert propose(ALL, deadline, "exhaustive", top_k=2) == ALL
+    assert propose(ALL, Deadline(0.5), "netcut", 3) == []
+    with pytest.raises(NetcutError, match="unknown strategy"):
+        propose(ALL, deadline, "random", 2)
+    assert union([proposals, proposals[:1], [B[4]]]) == [*proposals, B[4]]
+
+
+@pytest.mark.parametrize("text, expected", [("12", [12.0]), ("20, 8,12,8", [8.0, 12.0, 20.0]), ("0.5", [0.5])])
+def test_parse_deadlines(text, expected):
+    assert parse_deadlines(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [("fast", "is not a number"), ("-1", "positive"), ("0", "positive"),
+                                           ("nan", "positive"), ("inf", "positive"), ("8,,12", "is not a number")])
+def test_parse_deadlines_refuses_what_is_not_a_positive_number(text, message):
+    with pytest.raises(NetcutError, match=message):
+        parse_deadlines(text)
+
+
+def test_infeasible_deadline_names_the_fastest_candidate():
+    decision = decide(Deadline(0.5), ALL, [], [], {})
+    assert decision.chosen is None and decision.pending is None and decision.feasible == ()
+    assert decision.fastest == A[0].id and decision.fastest_ms == 1.0
+    assert "estimated latency" in decision.reason
+
+
+def test_the_best_validation_score_wins_and_must_be_verified_first():
+    records = [probe(A[3], 0.80), probe(A[4], 0.85), probe(B[1], 0.90)]
+    deadline = Deadline(6.0, margin=0.0)
+    pending = decide(deadline, ALL, [A[3], A[4], B[1]], records, {})
+    assert pending.pending == B[1].id and pending.chosen is None
+    final = decide(deadline, ALL, [A[3], A[4], B[1]], records, {B[1].id: measured(3.9)})
+    assert final.pending is None and final.chosen.candidate == B[1] and final.chosen.measured == measured(3.9)
+    assert final.best_off_the_shelf.candidate == A[4]  # the only full network that meets 6 ms
+    assert final.proposals == (A[3].id, A[4].id, B[1].id)
+
+
+def test_a_proposal_that_misses_the_deadline_when_measured_is_rejected_and_the_next_is_taken():
+    records = [probe(A[3], 0.80), probe(B[1], 0.90)]
+    deadline = Deadline(6.0, margin=0.0)
+    step = decide(deadline, ALL, [A[3], B[1]], records, {B[1].id: measured(6.4)})
+    assert step.pending == A[3].id and [r.candidate for r in step.rejected] == [B[1].id]
+    final = decide(deadline, ALL, [A[3], B[1]], records, {B[1].id: measured(6.4), A[3].id: measured(4.1)})
+    assert final.chosen.candidate == A[3]
+    assert final.rejected[0].measured_ms == 6.4 and final.rejected[0].estimated_ms == B[1].estimate.p50
+
+
+def test_when_every_proposal_misses_on_measurement_nothing_is_chosen():
+    records = [probe(A[3], 0.80)]
+    final = decide(Deadline(6.0, margin=0.0), ALL, [A[3]], records, {A[3].id: measured(7.0)})
+    assert final.chosen is None and final.pending is None and "missed the deadline when measured" in final.reason
+
+
+def test_without_verification_no_measurement_is_needed():
+    final = decide(Deadline(6.0, margin=0.0), ALL, [A[3]], [probe(A[3], 0.8)], {}, verify=False)
+    assert final.pending is None and final.chosen.candidate == A[3] and final.chosen.measured is None
+
+
+def test_ties_go_to_the_faster_candidate_then_to_the_frozen_trunk():
+    deadline = Deadline(20.0)
+    tie = decide(deadline, ALL, [A[2], B[2]], [probe(B[2], 0.9), probe(A[2], 0.9)], {}, verify=False)
+    assert tie.chosen.candidate == A[2]  # 3 ms beats 6 ms at equal validation score
+    frozen, tuned = probe(A[2], 0.9), probe(A[2], 0.9, blocks=2)
+    same = decide(deadline, ALL, [A[2]], [tuned, frozen], {}, verify=False)
+    assert same.chosen.record == frozen
+
+
+def test_a_fine_tuned_record_beats_its_probe_when_it_validates_better():
+    frozen, tuned = probe(A[2], 0.80), probe(A[2], 0.86, blocks=2)
+    decision = decide(Deadline(20.0), ALL, [A[2]], [frozen, tuned], {}, verify=False)
+    assert decision.chosen.record == tuned and decision.chosen.record.finetune_blocks == 2
+    # the off-the-shelf baseline is judged by its frozen-trunk record only
+    base = best_off_the_shelf(Deadline(20.0), ALL, [probe(A[4], 0.7), probe(A[4], 0.99, blocks=1), probe(B[4], 0.8)])
+    assert base.candidate == B[4] and base.record.finetune_blocks == 0
+
+
+def test_pick_for_fine_tuning_takes_the_best_feasible_probes():
+    records = [probe(A[1], 0.6), probe(A[4], 0.9), probe(B[3], 0.95), probe(B[1], 0.7)]
+    picks = pick_for_fine_tuning(Deadline(6.0, margin=0.0), ALL, records, top=2)
+    assert [c for c, _ in picks] == [A[4], B[1]]  # B[3] (8 ms) does not meet 6 ms
+
+
+def test_relative_gain():
+    assert relative_gain(0.9, 0.8) == pytest.approx(12.5)
+    assert relative_gain(0.8, 0.8) == 0.0 and relative_gain(0.7, 0.8) == pytest.approx(-12.5)
+
+
+def test_pareto_front_keeps_only_undominated_points_in_latency_order():
+    points = [(3.0, 0.8), (1.0, 0.5), (2.0, 0.5), (4.0, 0.7), (5.0, 0.9), (1.0, 0.6)]
+    assert pareto_front(points) == [5, 0, 4]
+    assert pareto_front([]) == []
+    records = [probe(A[0], 0.5), probe(A[1], 0.7), probe(A[2], 0.6), probe(A[2], 0.99, blocks=1)]
+    assert [c for c, _ in frontier(ALL, records)] == [A[0], A[1]]  # fine-tuned records are not on it

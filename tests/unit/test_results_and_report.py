@@ -1,0 +1,83 @@
+"""Typed results survive the store's JSON; the JSON view and the markdown report render them as documented."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from netcut.report.markdown import markdown, to_html
+from netcut.report.view import explore_json
+from netcut.search.config import ExploreConfig
+from netcut.search.decide import decide
+from netcut.search.results import Deadline, ExploreResult
+from netcut.types import Percentiles
+from synthetic import candidate, probe, result
+
+A = [candidate("a", i, 1.0 + i) for i in range(5)]
+B = [candidate("b", i, 2.0 * (i + 1)) for i in range(5)]
+
+
+@pytest.fixture
+def explored():
+    records = [probe(A[3], 0.80, 0.79), probe(A[4], 0.85, 0.84), probe(B[1], 0.90, 0.88, run=2),
+               probe(B[4], 0.95, 0.93)]
+    tight = decide(Deadline(0.5), A + B, [], records, {})
+    mid = decide(Deadline(6.0, margin=0.0), A + B, [A[3], A[4], B[1]], records,
+                 {B[1].id: Percentiles(6.4, 7.0, 7.5), A[4].id: Percentiles(4.9, 5.1, 5.3)})
+    return result(A + B, records, (tight, mid), run_id=2)
+
+
+def test_result_round_trips_through_json(explored):
+    again = ExploreResult.from_json(json.loads(json.dumps(explored.to_json())))
+    assert again == explored
+    assert again.decision(6.0).chosen.record.key == explored.decision(6.0).chosen.record.key
+
+
+def test_counts_come_from_the_records(explored):
+    assert explored.trained == 4 and explored.newly_trained == 1  # only B[1]'s record was made by run 2
+    assert explored.infeasible
+
+
+def test_json_view_keeps_the_documented_fields(explored):
+    data = explore_json(explored)
+    assert [d["deadline_ms"] for d in data["deadlines"]] == [0.5, 6.0]
+    tight, mid = data["deadlines"]
+    assert tight["chosen"] is None and tight["fastest"] == "a@blocks.0" and tight["fastest_ms"] == 1.0
+    assert "reason" in tight
+    chosen = mid["chosen"]
+    for field in ("model", "cut", "accuracy", "latency_ms", "latency_p90_ms", "estimated_ms", "score", "metric",
+                  "fine_tune_blocks", "backend", "precision"):
+        assert field in chosen, field
+    assert (chosen["model"], chosen["cut"], chosen["latency_ms"], chosen["accuracy"]) == ("a", "blocks.4", 4.9, 0.84)
+    assert mid["rejected_on_verification"] == [{"model": "b", "cut": "blocks.1", "measured_ms": 6.4,
+                                                "estimated_ms": 4.0}]
+    assert mid["proposals"] == ["a@blocks.3", "a@blocks.4", "b@blocks.1"]
+    rows = {(r["model"], r["cut"]): r for r in mid["candidates"]}
+    assert rows[("a", "blocks.3")]["trained"] and rows[("a", "blocks.3")]["accuracy"] == 0.79
+    assert not rows[("a", "blocks.0")]["trained"] and "accuracy" not in rows[("a", "blocks.0")]
+    assert rows[("b", "blocks.3")]["feasible"] is False and rows[("b", "blocks.2")]["feasible"] is True
+    assert data["trained"] == 4 and data["newly_trained"] == 1 and data["candidates_total"] == 10
+    # b@blocks.1 (4 ms, 0.88) dominates a@blocks.3 (4 ms) and a@blocks.4 (5 ms, 0.84)
+    assert [(p["model"], p["cut"]) for p in data["frontier"]] == [("b", "blocks.1"), ("b", "blocks.4")]
+    single = explore_json(result(A + B, explored.records, (explored.decisions[1],)))
+    assert single["deadline_ms"] == 6.0 and "deadlines" not in single and single["chosen"]["cut"] == "blocks.4"
+
+
+def test_markdown_report_shows_choice_gain_rejection_and_frontier(explored):
+    md = markdown(explored)
+    assert "| 6 ms | a | blocks.4 (full) | 0.8400 | 4.90 ms | 5.10 ms | 5.00 ms | a 0.8400 | +0.00% |" in md
+    assert "rejected: b@blocks.1 measured 6.40 ms (estimated 4.00)" in md
+    assert "| 0.5 ms | none: no candidate's estimated latency meets the deadline (fastest a@blocks.0: 1.00 ms)" in md
+    assert "## Pareto frontier" in md and "| b (off-the-shelf) | blocks.4 | 10.00 ms | 0.9300 |" in md
+    assert "- 6 ms: a@blocks.3, a@blocks.4, b@blocks.1" in md
+    page = to_html(md, "netcut report")
+    assert page.count("<table>") == 3 and "<img src=\"frontier.png\"" in page and "&lt;" not in page
+
+
+def test_config_round_trips_and_derives_the_training_configs():
+    config = ExploreConfig(models=("a", "b"), deadlines=(5.0, 8.0), head_hidden=32, epochs=7, seed=3)
+    again = ExploreConfig.from_json(json.loads(json.dumps(config.to_json())))
+    assert again == config
+    assert again.train_config().head.hidden == 32 and again.train_config().epochs == 7
+    assert again.split_config().seed == 3 and again.profile_settings(4).num_classes == 4
