@@ -16,14 +16,16 @@ test: venv dataset
 
 # ruff (style, imports, bugs, annotations) on everything; mypy (untyped definitions refused) on the package
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks agent/src
 	$(VENV)/bin/mypy
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The agent (netcut's timing core, torch-free) first: netcut depends on it.
+$(STAMP): pyproject.toml agent/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e './agent[onnxruntime,litert,openvino]'
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

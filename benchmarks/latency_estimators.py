@@ -1,12 +1,13 @@
 """How good are the latency estimators? MAPE and share within ±10% of measured p50, per architecture and overall.
 
 Every TRN (block cuts, 224 px, batch 1) of 8 torchvision families (random weights: latency does not depend on
-them) and the three built-in backbones, on both backends. The empirical estimate and the ground truth are
-measured side by side in one interleaved run; the measurement's own repeatability is shown by timing every TRN
-twice (two sessions, interleaved). The analytical model is judged leave-one-network-out: fitted on the other
-networks' measurements, predicting the held-out one without running it.
+them) and the three built-in backbones, on each runtime backend (each in its own worker process). The empirical
+estimate and the ground truth are measured side by side in one interleaved run; the measurement's own
+repeatability is shown by timing every TRN twice (two sessions, interleaved). The analytical model is judged
+leave-one-network-out: fitted on the other networks' measurements, predicting the held-out one without running it.
 
-Usage: python benchmarks/latency_estimators.py [--backends torch,onnxruntime] [--repeats 20] [--size 224]
+Usage: python benchmarks/latency_estimators.py [--backends onnxruntime,openvino,litert] [--precision fp32]
+                                               [--repeats 20] [--size 224] [--networks N1,N2]
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import machine, write  # noqa: E402
 from netcut.backbones import load_backbone  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
-from netcut.latency.backends import get_backend  # noqa: E402
+from netcut.latency.backends import RuntimeSession, get_backend  # noqa: E402
 from netcut.latency.estimators import accuracy_metrics  # noqa: E402
 from netcut.latency.estimators.analytical import fit_analytical, trn_nodes  # noqa: E402
 from netcut.latency.estimators.empirical import estimate_empirical  # noqa: E402
 from netcut.latency.estimators.measured import measure_trns  # noqa: E402
 from netcut.latency.harness import HarnessConfig  # noqa: E402
+from netcut.latency.workers import WorkerPool  # noqa: E402
 
 NETWORKS = ["torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large",
             "torchvision:shufflenet_v2_x1_0", "torchvision:squeezenet1_1", "torchvision:mnasnet1_0",
@@ -34,16 +36,18 @@ NETWORKS = ["torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mob
             "efficientnet_lite2"]
 
 
-def run_backend(backend_name: str, size: int, config: HarnessConfig) -> dict:
-    backend = get_backend(backend_name, config.resolved_threads())
+def run_backend(backend_name: str, precision: str, size: int, config: HarnessConfig, networks: list[str],
+                pool: WorkerPool) -> dict:
+    engine = get_backend(backend_name)
+    backend = RuntimeSession(engine, pool.get(engine.runtime, config.resolved_threads(), engine.name), precision)
     rows, samples = {}, {}
-    for name in NETWORKS:
+    for name in networks:
         traced = trace(load_backbone(name, None if "lite" in name else "none"), size)
         cuts = find_cuts(traced, "block")
         t = time.perf_counter()
         measure_trns(traced, [cuts[-1]], backend, config)
         full_s = time.perf_counter() - t
-        alone = estimate_empirical(traced, cuts, backend, config)  # its cost, without ground truth beside it
+        # the estimator's cost excludes the ground truth measured beside it (its conversion and its rounds)
         side = estimate_empirical(traced, cuts, backend, config, ground_truth=cuts)
         truth = np.array([side.measured[c.name].p50 for c in cuts])
         est = np.array([side.estimates[c.name].p50 for c in cuts])
@@ -55,8 +59,8 @@ def run_backend(backend_name: str, size: int, config: HarnessConfig) -> dict:
         samples[name] = ([trn_nodes(traced, c) for c in cuts], truth)
         rows[name] = {"cuts": len(cuts), "full_ms": float(truth[-1]), "empirical": accuracy_metrics(est, truth),
                       "repeatability": accuracy_metrics(b, a), "cost_full_s": round(full_s, 3),
-                      "cost_empirical_s": round(alone.cost_s, 3), "cost_measured_s": round(measured_s, 3),
-                      "cost_ratio_empirical": round(alone.cost_s / full_s, 2),
+                      "cost_empirical_s": round(side.cost_s, 3), "cost_measured_s": round(measured_s, 3),
+                      "cost_ratio_empirical": round(side.cost_s / full_s, 2),
                       "cost_ratio_measured": round(measured_s / full_s, 2)}
         print(f"{backend_name} {name}: empirical {rows[name]['empirical']['within10_pct']:.0f}% within ±10%, "
               f"repeatability {rows[name]['repeatability']['within10_pct']:.0f}%, "
@@ -64,7 +68,7 @@ def run_backend(backend_name: str, size: int, config: HarnessConfig) -> dict:
               flush=True)
     model = fit_analytical(samples, backend_name, config.resolved_threads(), {}, "benchmark")
     loo = model.fit["leave_one_network_out"]
-    for name in NETWORKS:
+    for name in networks:
         rows[name]["analytical_loo"] = loo[name]
     overall = {
         "empirical": _pool(rows, "empirical"), "repeatability": _pool(rows, "repeatability"),
@@ -84,7 +88,8 @@ def _pool(rows: dict, key: str) -> dict:
 
 def markdown(data: dict) -> str:
     lines = ["# Latency estimators: accuracy and cost", "", "{header}",
-             "Every block-granularity TRN (prefix + new head), 224 px, batch 1, all cores. *within ±10%*: share of "
+             f"Every block-granularity TRN (prefix + new head), {data['size']} px, batch 1, all cores, "
+             f"{data.get('precision', 'fp32')}; each backend in a worker process of its own. *within ±10%*: share of "
              "TRNs whose estimate is within ±10% of the measured p50 (nn-Meter's headline metric). *repeatability*: "
              "the same TRNs measured twice in one interleaved run: the noise floor of this machine. *analytical*: "
              "leave-one-network-out (fitted on the other networks, nothing of the held-out network executed). "
@@ -114,15 +119,21 @@ def markdown(data: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="torch,onnxruntime")
+    parser.add_argument("--backends", default="onnxruntime,openvino,litert")
+    parser.add_argument("--precision", default="fp32")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--name", default="latency_estimators", help="docs/NAME.md and .json")
     args = parser.parse_args()
     config = HarnessConfig(warmup=3, repeats=args.repeats)
-    data = {"machine": machine(), "size": args.size, "repeats": args.repeats, "backends": {}}
-    for backend in args.backends.split(","):
-        data["backends"][backend] = run_backend(backend, args.size, config)
-    write("latency_estimators", data, markdown(data))
+    networks = args.networks.split(",")
+    data = {"machine": machine(), "size": args.size, "repeats": args.repeats, "precision": args.precision,
+            "backends": {}}
+    with WorkerPool() as pool:
+        for backend in args.backends.split(","):
+            data["backends"][backend] = run_backend(backend, args.precision, args.size, config, networks, pool)
+            write(args.name, data, markdown(data))  # after each backend: a long run keeps what it finished
 
 
 if __name__ == "__main__":

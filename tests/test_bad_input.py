@@ -49,10 +49,23 @@ def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragment
     assert 1 <= len(message_lines) <= 6 and all(len(line) < 500 for line in message_lines), err
 
 
+CUMMAX = """
+import torch
+class Net(torch.nn.Module):
+    input_size = 32
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, 1, 1)
+    def forward(self, x):
+        return torch.cummax(self.conv(x), -1).values
+"""
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     (root / "untraceable.py").write_text(UNTRACEABLE)
+    (root / "cummax.py").write_text(CUMMAX)
     (root / "empty").mkdir()
     corrupt = root / "corrupt" / "a"
     corrupt.mkdir(parents=True)
@@ -123,6 +136,21 @@ CASES = {
                                                    ["collapse to 1x1", "--input-size 32 or more"]),
     "unknown backend": (lambda f: ["profile", "efficientnet_lite0", "--backend", "tensorrt"], 2,
                         ["unknown backend 'tensorrt'"]),
+    "int8 on a backend without it": (lambda f: ["explore", *LITE, "--data", "digits", "--deadline", "10",
+                                                "--backend", "torch", "--precision", "int8", *SMALL], 2,
+                                     ["backend torch does not support int8"]),
+    "unknown precision": (lambda f: ["explore", *LITE, "--data", "digits", "--deadline", "10", "--precision",
+                                     "int4", *SMALL], 2, ["unknown precision 'int4'"]),
+    "int8 with too few calibration images": (lambda f: ["explore", *LITE, "--data", "digits", "--deadline", "10",
+                                                        "--precision", "int8", *SMALL, "--limit-train", "40",
+                                                        "--run-dir", str(f / "few")], 2,
+                                             ["int8 needs at least 64 training images"]),
+    "an op LiteRT cannot convert": (lambda f: ["profile", f"py:{f / 'cummax.py'}:Net", "--backend", "litert",
+                                               "--repeats", "2"], 2, ["Lowering not found: aten.cummax",
+                                                                      "another --backend"]),
+    "a size budget that is not positive": (lambda f: ["explore", *LITE, "--data", "digits", "--deadline", "10",
+                                                      "--max-model-mb", "0", *SMALL], 2,
+                                           ["max-model-mb must be a positive number"]),
     "corrupt weights file": (lambda f: ["cuts", "torchvision:resnet34", "--weights",
                                                         str(f / "truncated.json")], 2, ["cannot read weights file"]),
     "export from a directory without a run": (lambda f: ["export", str(f / "empty"), "--out", str(f / "x.onnx")], 2,
@@ -133,9 +161,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, files):
+def test_bad_input(name, files, tmp_path):
     argv, code, fragments = CASES[name]
-    assert_clean_error(run_cli(*argv(files)), code, *fragments)
+    assert_clean_error(run_cli(*argv(files), cwd=tmp_path), code, *fragments)  # default run dirs land in tmp
 
 
 def test_mixed_corrupt_and_good_images_use_the_good_ones(tmp_path, photo_folder):

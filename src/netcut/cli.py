@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from netcut import errors
 from netcut._version import __version__
 from netcut.export.formats import FORMATS
+from netcut.latency.backends import DEFAULT_BACKEND, PRECISIONS
 from netcut.latency.estimators import available_estimators
 from netcut.search.results import STRATEGIES
 from netcut.types import GRANULARITIES, PERCENTILES
@@ -26,6 +27,7 @@ EPILOG = """examples:
   netcut cuts torchvision:resnet18 --granularity layer --input-size 160 --json
   netcut profile efficientnet_lite0 --backend onnxruntime --measure-all --out lite0.json
   netcut explore --models efficientnet_lite0,efficientnet_lite1 --data fashion-mnist --deadline 8,12
+  netcut explore --models efficientnet_lite0 --data digits --deadline 2 --backend litert --precision fp32,int8
   netcut report runs/latest && netcut export runs/latest --format onnx --out winner.onnx
 
 exit codes: 0 ok, 1 internal error (a bug), 2 bad input, 3 no candidate meets the deadline, 130 interrupted"""
@@ -64,8 +66,18 @@ def _add_granularity(p: argparse.ArgumentParser) -> None:
                    help="block: ends of blocks/stages (default); layer: every legal point")
 
 
-def _add_latency_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch", help="torch (eager) or onnxruntime (CPU provider); default torch")
+def _add_latency_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+    what = "backends, comma-separated" if several else "backend"
+    p.add_argument("--backend", default=DEFAULT_BACKEND,
+                   help=f"runtime {what}: onnxruntime (default), litert (TFLite), openvino, or torch (eager, for "
+                        "debugging: no deployment runtime resembles it)")
+    if several:
+        p.add_argument("--precision", default="fp32", help="fp32 (default), int8, or fp32,int8: int8 is static "
+                       "post-training quantization calibrated on your training images, its accuracy measured in "
+                       "the runtime")
+    else:
+        p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="fp32 (default) or int8 (calibrated on synthetic images: latency alone)")
     p.add_argument("--threads", type=_threads, default=None, help="intra-op threads (default: all cores)")
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
     p.add_argument("--repeats", type=_positive_int, default=30, help="timed rounds (default 30)")
@@ -86,6 +98,11 @@ def _add_output_args(p: argparse.ArgumentParser, json_help: str, out_help: str |
     p.add_argument("--json", action="store_true", help=json_help)
     if quiet:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """'a, b,a' -> ('a', 'b'): a comma-separated list, each once."""
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
 def _harness(args: argparse.Namespace) -> HarnessConfig:
@@ -188,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=30, help="max head-training epochs (early stopping)")
     p.add_argument("--no-verify", action="store_true", help="skip measuring the winner's latency")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
-    _add_latency_args(p)
+    p.add_argument("--max-model-mb", type=float, default=None, help="also drop candidates whose model file (in "
+                   "the backend's format and precision) exceeds this many MB")
+    p.add_argument("--calibration-images", type=_positive_int, default=128,
+                   help="training images that calibrate int8 (default 128, at least 64)")
+    _add_latency_args(p, several=True)
     _add_output_args(p, "print the result as JSON (progress goes to stderr)")
 
     p = _command(sub, "report", "write the markdown/HTML report and plot of a run",
@@ -196,13 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory written by `netcut explore`")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
 
-    p = _command(sub, "export", "export the chosen network (ONNX or TorchScript) with a manifest",
-                 "examples:\n  netcut export runs/latest --format onnx --out winner.onnx\n"
-                 "  netcut export runs/latest --deadline 12 --format torchscript --out winner.pt", cmd_export)
+    p = _command(sub, "export", "export the chosen network in its runtime's format, checked there, with a manifest",
+                 "examples:\n  netcut export runs/latest --out winner.onnx\n"
+                 "  netcut export runs/latest --deadline 12 --format tflite --out winner.tflite\n"
+                 "  netcut export runs/latest --format openvino --out winner.xml   (weights: winner.bin)", cmd_export)
     p.add_argument("run_dir")
     p.add_argument("--deadline", type=float, default=None, help="which deadline's winner (default: the loosest met)")
-    p.add_argument("--format", choices=FORMATS, default="onnx")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="onnx, tflite, openvino (IR) or torchscript (default: the format of the backend measured)")
     p.add_argument("--out", required=True, help="model file to write; the manifest goes to OUT.json")
+    p.add_argument("--threads", type=_threads, default=None, help="threads for the runtime check (default: the "
+                   "exploration's)")
 
     p = _command(sub, "demo", "run the NetCut demo (what `make demo` runs)",
                  "example:\n  netcut demo --run-dir runs/demo", cmd_demo)
@@ -248,21 +273,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     from netcut.backbones import load_backbone
     from netcut.graph import trace
-    from netcut.latency.backends import get_backend
     from netcut.latency.estimators.analytical import model_path
     from netcut.latency.harness import environment
     from netcut.latency.profile import profile
     from netcut.latency.settings import ProfileSettings
     from netcut.progress import Reporter
 
-    settings = ProfileSettings(args.backend, args.estimator, args.granularity, harness=_harness(args),
-                               analytical_model=args.analytical_model).validate()
-    backend = get_backend(args.backend, settings.harness.resolved_threads())  # fails fast if unknown/missing
+    settings = ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
+                               harness=_harness(args), analytical_model=args.analytical_model).validate()
     traced = trace(load_backbone(args.model, args.weights), args.input_size)
-    env = environment(backend.name, settings.harness.resolved_threads(), backend.versions())
-    fitted = bool(args.analytical_model) or model_path(args.backend, env).is_file()
+    env = environment(args.backend, settings.harness.resolved_threads())
+    fitted = bool(args.analytical_model) or model_path(args.backend, env, args.precision).is_file()
     compare = (("empirical", "analytical") if fitted else ("empirical",)) if args.measure_all else ()
-    table = profile(traced, settings, args.measure_all, Reporter(quiet=args.quiet or args.json), compare)
+    reporter = Reporter(quiet=args.quiet or args.json)
+    if args.precision != "fp32":
+        reporter.note("int8 is calibrated on synthetic images here (latency alone); `netcut explore` calibrates "
+                      "on your training images")
+    table = profile(traced, settings, args.measure_all, reporter, compare)
     if args.out:
         table.save(args.out)
     if args.json:
@@ -281,24 +308,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit the analytical latency model for this device and backend."""
     from pathlib import Path
 
-    from netcut.latency.backends import get_backend
     from netcut.latency.estimators.analytical import DEFAULT_CALIBRATION, calibrate, model_path
     from netcut.latency.harness import environment
+    from netcut.latency.profile import open_session
     from netcut.latency.settings import ProfileSettings
+    from netcut.latency.workers import WorkerPool
     from netcut.progress import Reporter
 
-    settings = ProfileSettings(args.backend, "analytical", args.granularity, harness=_harness(args)).validate()
-    backend = get_backend(args.backend, settings.harness.resolved_threads())
-    env = environment(backend.name, settings.harness.resolved_threads(), backend.versions())
-    path = Path(args.out) if args.out else model_path(backend.name, env)
+    settings = ProfileSettings(args.backend, args.precision, "analytical", args.granularity,
+                               harness=_harness(args)).validate()
+    env = environment(args.backend, settings.harness.resolved_threads())
+    path = Path(args.out) if args.out else model_path(args.backend, env, args.precision)
     networks = tuple(n.strip() for n in args.networks.split(",") if n.strip()) if args.networks else DEFAULT_CALIBRATION
-    model = calibrate(backend, settings, args.input_size, networks, Reporter(args.quiet or args.json), path)
+    with WorkerPool() as pool:
+        model = calibrate(open_session(pool, settings), settings, args.input_size, networks,
+                          Reporter(args.quiet or args.json), path)
     if args.json:
         print(json.dumps(model.to_dict(), indent=2))
         return 0
     from netcut.report.console import console, print_calibration
 
-    print_calibration(console(), model.fit, backend.name, env, str(path))
+    print_calibration(console(), model.fit, args.backend, env, str(path))
     return 0
 
 
@@ -307,10 +337,12 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
     from netcut.search.config import ExploreConfig
     from netcut.search.proposals import parse_deadlines
 
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    models = _names(args.models)
     return ExploreConfig(
         models=models, data=args.data, deadlines=tuple(parse_deadlines(args.deadline)), percentile=args.percentile,
-        margin=args.margin, estimator=args.estimator, latency_tables=tuple(args.latency_table), backend=args.backend,
+        margin=args.margin, estimator=args.estimator, latency_tables=tuple(args.latency_table),
+        backends=_names(args.backend), precisions=_names(args.precision), max_model_mb=args.max_model_mb,
+        calibration_images=args.calibration_images,
         strategy=args.strategy, granularity=args.granularity, fine_tune_blocks=args.fine_tune_blocks,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
         seed=args.seed, run_dir=args.run_dir, threads=args.threads, weights=args.weights,
@@ -366,9 +398,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export the chosen network."""
     from netcut.export.exporter import export
 
-    manifest = export(args.run_dir, args.out, args.format, args.deadline)
-    print(f"exported {manifest['backbone']} cut at {manifest['cut']} ({args.format}) to {args.out}; "
-          f"manifest {args.out}.json; max |export - pytorch| = {manifest['parity_max_abs_diff']:.2e}")
+    manifest = export(args.run_dir, args.out, args.format, args.deadline, threads=args.threads)
+    agreement = manifest["agreement_with_pytorch_fp32"]
+    accuracy = manifest["accuracy_in_runtime"]
+    print(f"exported {manifest['backbone']} cut at {manifest['cut']} ({manifest['format']}, {manifest['precision']}, "
+          f"{manifest['size_bytes'] / 1e6:.2f} MB) to {args.out}; manifest {args.out}.json\n"
+          f"checked in {manifest['runtime']} on {accuracy['test_images']} test images: score {accuracy['score']:.4f}, "
+          f"top-1 agreement with PyTorch fp32 {agreement['top1_agreement']:.4f} (max |diff| "
+          f"{agreement['max_abs_diff']:.2e}), p50 {manifest['latency']['measured_in_runtime']['p50']:.2f} ms")
     return 0
 
 

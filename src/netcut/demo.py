@@ -56,19 +56,24 @@ def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
     console.rule("netcut demo: NetCut on EfficientNet-Lite0/1/2 and Fashion-MNIST")
     console.print("1. The built-in backbones carry real ImageNet weights, installed offline:")
     show_real_weights(console)
-    console.print(f"\n2. Profile every TRN of the three networks at {size}px on this machine (torch, empirical "
-                  "estimator: one chained pass per network, calibrated on measured TRNs):")
+    console.print(f"\n2. Profile every TRN of the three networks at {size}px on this machine, in ONNX Runtime (its "
+                  "own worker process), fp32 and int8 (static quantization calibrated on the training images); "
+                  "empirical estimator: one chained pass per network, calibrated on measured TRNs:")
     config = ExploreConfig(models=DEMO_MODELS, data="fashion-mnist", input_size=size, limit_train=limit_train,
-                           limit_test=limit_test, run_dir=run_dir, repeats=10 if quick else 30)
+                           limit_test=limit_test, run_dir=run_dir, repeats=10 if quick else 30,
+                           precisions=("fp32", "int8"))
     candidates = Explorer(config, Reporter()).candidates()
-    latencies = {c.model: c.estimate.p50 for c in candidates if c.is_full}
-    for name, ms in latencies.items():
-        console.print(f"  {name} (off-the-shelf, new head): {ms:.2f} ms")
+    full = {(c.model, c.id.precision): c for c in candidates if c.is_full}
+    latencies = {model: c.estimate.p50 for (model, precision), c in full.items() if precision == "fp32"}
+    for (name, precision), c in full.items():
+        console.print(f"  {name} (off-the-shelf, new head), {precision}: {c.estimate.p50:.2f} ms, "
+                      f"{c.size_bytes / 1e6:.1f} MB")
     deadlines = choose_deadlines(latencies)
     console.print(f"  deadlines: {', '.join(f'{d:g} ms' for d in deadlines)} (one below the fastest network, one "
                   "between each pair of sizes: where trimmed networks can win)")
     console.print(f"\n3. NetCut: propose the TRNs that meet each deadline, retrain only those ({limit_train} "
-                  "training images, frozen trunk, cached features), verify the winner's latency:")
+                  "training images, frozen trunk, cached features; int8 heads on the int8 network's own features, "
+                  "scored as the whole int8 network in ONNX Runtime), verify the winner's latency:")
     result = Explorer(replace(config, deadlines=tuple(deadlines)), Reporter()).run()
     print_result(console, result)
     paths = write_report(result, Path(run_dir) / "report")
@@ -77,7 +82,11 @@ def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
     if met:
         out = Path(run_dir) / "winner.onnx"
         manifest = export(run_dir, out, "onnx", met[len(met) // 2].deadline.ms)
+        accuracy, agreement = manifest["accuracy_in_runtime"], manifest["agreement_with_pytorch_fp32"]
         console.print(f"5. Exported the {manifest['deadline_ms']:g} ms winner ({manifest['backbone']} cut at "
-                      f"{manifest['cut']}) to {out} with manifest {out}.json; ONNX Runtime matches PyTorch to "
-                      f"{manifest['parity_max_abs_diff']:.1e}")
+                      f"{manifest['cut']}, {manifest['precision']}, {manifest['size_bytes'] / 1e6:.1f} MB) to {out} "
+                      f"with manifest {out}.json; checked in ONNX Runtime on {accuracy['test_images']} test images: "
+                      f"accuracy {accuracy['score']:.4f}, top-1 agreement with PyTorch fp32 "
+                      f"{agreement['top1_agreement']:.3f}, p50 {manifest['latency']['measured_in_runtime']['p50']:.2f} "
+                      "ms")
     return 0

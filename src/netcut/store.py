@@ -20,27 +20,28 @@ from netcut.errors import NetcutError
 from netcut.search.results import ExploreResult, LatencyRecord, TrainingRecord
 from netcut.types import CandidateId, Percentiles
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_NAME = "netcut.sqlite"
 LOCK_NAME = ".netcut.lock"
 
 # Columns are bound by name everywhere below (INSERT ... (cols) VALUES (:cols), rows read as sqlite3.Row).
 _RECORD_COLUMNS = ("key", "backbone", "cut", "cut_index", "head", "dataset", "train_config", "finetune_blocks",
-                   "precision", "metric", "val_score", "test_score", "metrics", "seconds", "created_run")
+                   "precision", "metric", "val_score", "test_score", "metrics", "seconds", "created_run", "backend")
 _LATENCY_COLUMNS = ("key", "backbone", "cut", "backend", "precision", "device", "fingerprint", "estimator", "p50",
-                    "p90", "p99", "environment")
+                    "p90", "p99", "environment", "size_bytes")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
     key TEXT PRIMARY KEY, backbone TEXT NOT NULL, cut TEXT NOT NULL, cut_index INTEGER NOT NULL,
     head TEXT NOT NULL, dataset TEXT NOT NULL, train_config TEXT NOT NULL, finetune_blocks INTEGER NOT NULL,
     precision TEXT NOT NULL, metric TEXT NOT NULL, val_score REAL NOT NULL, test_score REAL NOT NULL,
-    metrics TEXT NOT NULL, seconds REAL NOT NULL, created_run INTEGER NOT NULL, created TEXT NOT NULL);
+    metrics TEXT NOT NULL, seconds REAL NOT NULL, created_run INTEGER NOT NULL, backend TEXT NOT NULL,
+    created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS artifacts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS latencies (
     key TEXT PRIMARY KEY, backbone TEXT NOT NULL, cut TEXT NOT NULL, backend TEXT NOT NULL, precision TEXT NOT NULL,
     device TEXT NOT NULL, fingerprint TEXT NOT NULL, estimator TEXT NOT NULL, p50 REAL NOT NULL, p90 REAL NOT NULL,
-    p99 REAL NOT NULL, environment TEXT NOT NULL, created TEXT NOT NULL);
+    p99 REAL NOT NULL, environment TEXT NOT NULL, size_bytes INTEGER NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
     config TEXT NOT NULL, result TEXT);
@@ -180,7 +181,8 @@ class ResultStore:
             return None
         return LatencyRecord(row["key"], CandidateId(row["backbone"], row["cut"], row["backend"], row["precision"],
                                                      row["device"]), row["fingerprint"], row["estimator"],
-                             Percentiles(row["p50"], row["p90"], row["p99"]), json.loads(row["environment"]))
+                             Percentiles(row["p50"], row["p90"], row["p99"]), json.loads(row["environment"]),
+                             int(row["size_bytes"]))
 
     def put_latencies(self, records: list[LatencyRecord]) -> None:
         """Save latencies together."""
@@ -191,7 +193,7 @@ class ResultStore:
                     "key": r.key, "backbone": c.backbone, "cut": c.cut, "backend": c.backend,
                     "precision": c.precision, "device": c.device, "fingerprint": r.fingerprint,
                     "estimator": r.estimator, **r.latency.to_json(), "environment": json.dumps(r.environment),
-                    "created": _now()})
+                    "size_bytes": r.size_bytes, "created": _now()})
 
     # runs ----------------------------------------------------------------------------------------------------
     def start_run(self, config: dict[str, Any]) -> int:

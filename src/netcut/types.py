@@ -1,11 +1,15 @@
-"""Small frozen value objects shared across netcut: no torch, no I/O."""
+"""Small frozen value objects shared across netcut: no torch, no I/O. The latency values come from netcut_agent,
+so that netcut and its device agent speak one type."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-PERCENTILES = ("p50", "p90", "p99")
+from netcut_agent.stats import PERCENTILES, LatencyStats, Percentiles
+
+__all__ = ["GRANULARITIES", "PERCENTILES", "CandidateId", "CutPoint", "LatencyStats", "Percentiles"]
+
 GRANULARITIES = ("block", "layer")  # block: ends of blocks and stages; layer: every legal cut point
 
 
@@ -32,51 +36,6 @@ class CutPoint:
     def from_json(cls, d: dict[str, Any]) -> CutPoint:
         """Inverse of to_json."""
         return cls(**{**d, "shape": tuple(d["shape"])})
-
-
-@dataclass(frozen=True)
-class Percentiles:
-    """A latency at the three deadline percentiles, in ms: measured, estimated or read from a table."""
-
-    p50: float
-    p90: float
-    p99: float
-
-    def percentile(self, name: str) -> float:
-        """The value at p50, p90 or p99."""
-        if name not in PERCENTILES:
-            raise KeyError(name)
-        return float(getattr(self, name))
-
-    def only(self) -> Percentiles:
-        """Just the three percentiles (drops the extra fields of a subclass)."""
-        return Percentiles(self.p50, self.p90, self.p99)
-
-    def to_json(self) -> dict[str, float]:
-        """{"p50": .., "p90": .., "p99": ..}."""
-        return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Percentiles:
-        """Inverse of to_json."""
-        return cls(float(d["p50"]), float(d["p90"]), float(d["p99"]))
-
-
-@dataclass(frozen=True)
-class LatencyStats(Percentiles):
-    """Summary of repeated latency measurements, in ms: the percentiles plus spread."""
-
-    mean: float = 0.0
-    std: float = 0.0
-    min: float = 0.0
-    n: int = 0
-    samples: tuple[float, ...] = field(default=(), repr=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form (without raw samples)."""
-        d = asdict(self)
-        d.pop("samples")
-        return d
 
 
 @dataclass(frozen=True, order=True)

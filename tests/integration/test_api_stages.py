@@ -56,7 +56,7 @@ def test_export_rebuilds_the_stored_network_given_the_module_again(tmp_path, str
     with pytest.raises(NetcutError, match="passed to the Python API as a module"):
         export(tmp_path, tmp_path / "x.onnx")
     manifest = export(tmp_path, tmp_path / "chain.onnx", backbones={"chain": backbone})
-    assert manifest["cut"] == result.chosen().cut and manifest["parity_max_abs_diff"] < 1e-4
+    assert manifest["cut"] == result.chosen().cut and manifest["agreement_with_pytorch_fp32"]["max_abs_diff"] < 1e-4
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(tmp_path / "chain.onnx"), providers=["CPUExecutionProvider"])

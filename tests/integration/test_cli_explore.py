@@ -81,21 +81,27 @@ def test_several_deadlines_and_report_and_export(cli, tmp_path, latencies):
     report = cli("report", str(tmp_path), "--out", str(tmp_path / "again"))
     assert report.returncode == 0 and (tmp_path / "again" / "report.html").is_file()
 
-    out = tmp_path / "winner.onnx"
-    exported = cli("export", str(tmp_path), "--format", "onnx", "--out", str(out))
-    assert exported.returncode == 0, exported.stderr
-    manifest = json.loads((tmp_path / "winner.onnx.json").read_text())
-    assert manifest["backbone"] == loose["chosen"]["model"] and manifest["cut"] == loose["chosen"]["cut"]
-    assert manifest["parity_max_abs_diff"] < 1e-4 and manifest["classes"] == [str(i) for i in range(10)]
-    assert manifest["input"]["shape"] == [1, 3, 32, 32]
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    logits = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 32, 32), np.float32)})[0]
-    assert logits.shape == (1, 10)
-    scripted = cli("export", str(tmp_path), "--format", "torchscript", "--out", str(tmp_path / "w.pt"),
-                   "--deadline", str(loose["deadline_ms"]))
-    assert scripted.returncode == 0, scripted.stderr
+    x = np.stack([np.linspace(-1, 1, 3 * 32 * 32, dtype=np.float32).reshape(3, 32, 32)])
+    read_back = {}
+    for fmt, name in (("onnx", "winner.onnx"), ("tflite", "winner.tflite"), ("openvino", "winner.xml"),
+                      ("torchscript", "winner.pt")):
+        out = tmp_path / name
+        exported = cli("export", str(tmp_path), "--format", fmt, "--out", str(out))
+        assert exported.returncode == 0, exported.stderr
+        manifest = json.loads((tmp_path / f"{name}.json").read_text())
+        assert manifest["backbone"] == loose["chosen"]["model"] and manifest["cut"] == loose["chosen"]["cut"]
+        assert manifest["format"] == fmt and manifest["precision"] == "fp32" and manifest["size_bytes"] > 0
+        assert manifest["agreement_with_pytorch_fp32"]["max_abs_diff"] < 1e-4
+        assert manifest["agreement_with_pytorch_fp32"]["top1_agreement"] == 1.0
+        # the accuracy measured in the runtime is the explored network's (same weights, same test images)
+        assert manifest["accuracy_in_runtime"]["accuracy"] == pytest.approx(loose["chosen"]["accuracy"], abs=0.02)
+        assert manifest["classes"] == [str(i) for i in range(10)] and manifest["input"]["shape"] == [1, 3, 32, 32]
+        assert manifest["latency"]["measured_in_runtime"]["p50"] > 0 and "bilinear" in manifest["input"][
+            "preprocessing"]
+        read_back[fmt] = _run_file(fmt, out, x)
+    assert all(v.shape == (1, 10) for v in read_back.values())
+    assert all(np.abs(v - read_back["onnx"]).max() < 1e-4 for v in read_back.values())
+    assert (tmp_path / "winner.bin").stat().st_size > 1000  # the IR's weights beside its xml
     bad = cli("export", str(tmp_path), "--deadline", "123456", "--out", str(tmp_path / "x.onnx"))
     assert bad.returncode == 2 and "explored no 123456 ms deadline" in bad.stderr
 
@@ -173,3 +179,29 @@ def test_explore_on_onnxruntime_verifies_with_onnxruntime(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["environment"]["backend"] == "onnxruntime" and data["chosen"]["latency_ms"] > 0
+
+
+def _run_file(fmt: str, path, x: np.ndarray) -> np.ndarray:
+    """Read an exported file back with its own runtime, as a user would."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    if fmt == "openvino":
+        import openvino
+
+        core = openvino.Core()
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.asarray(compiled.create_infer_request().infer({0: x})[compiled.outputs[0]])
+    import torch
+
+    return torch.jit.load(str(path))(torch.from_numpy(x)).detach().numpy()

@@ -127,3 +127,16 @@ def test_pareto_front_keeps_only_undominated_points_in_latency_order():
     assert pareto_front([]) == []
     records = [probe(A[0], 0.5), probe(A[1], 0.7), probe(A[2], 0.6), probe(A[2], 0.99, blocks=1)]
     assert [c for c, _ in frontier(ALL, records)] == [A[0], A[1]]  # fine-tuned records are not on it
+
+
+def test_each_runtime_and_precision_gets_its_own_proposals_and_the_size_budget_filters():
+    int8 = [candidate("a", i, 0.5 + i, precision="int8") for i in range(5)]
+    proposals = propose(A + int8, Deadline(4.2, margin=0.0), "netcut", top_k=1)
+    assert [(c.label, c.id.precision) for c in proposals] == [("a@blocks.3", "fp32"), ("a@blocks.3", "int8")]
+    budget = Deadline(20.0, margin=0.0, max_model_mb=0.004)  # fp32 cut 0 holds 4 kB; int8 cuts up to 3 fit
+    assert [c.label for c in A if budget.admits(c)] == ["a@blocks.0"]
+    assert [c.label for c in int8 if budget.admits(c)] == [f"a@blocks.{i}" for i in range(4)]
+    # a fine-tuned fp32 record is picked once per network and cut, whichever backends share it
+    twin = candidate("a", 4, 5.0, backend="openvino")
+    picks = pick_for_fine_tuning(Deadline(20.0), A + [twin], [probe(A[4], 0.9), probe(A[2], 0.7)], top=2)
+    assert [c.cut.name for c, _ in picks] == ["blocks.4", "blocks.2"]

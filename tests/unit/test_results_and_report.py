@@ -66,13 +66,16 @@ def test_json_view_keeps_the_documented_fields(explored):
 
 def test_markdown_report_shows_choice_gain_rejection_and_frontier(explored):
     md = markdown(explored)
-    assert "| 6 ms | a | blocks.4 (full) | 0.8400 | 4.90 ms | 5.10 ms | 5.00 ms | a 0.8400 | +0.00% |" in md
-    assert "rejected: b@blocks.1 measured 6.40 ms (estimated 4.00)" in md
+    assert ("| 6 ms | a | blocks.4 (full) | onnxruntime fp32 | 0.8400 | 4.90 ms | 5.10 ms | 5.00 ms | 0.02 MB | "
+            "a 0.8400 | +0.00% |") in md
+    assert "rejected: b@blocks.1 (onnxruntime fp32) measured 6.40 ms (estimated 4.00)" in md
     assert "| 0.5 ms | none: no candidate's estimated latency meets the deadline (fastest a@blocks.0: 1.00 ms)" in md
-    assert "## Pareto frontier" in md and "| b (off-the-shelf) | blocks.4 | 10.00 ms | 0.9300 |" in md
+    assert "## Pareto frontiers" in md and "### onnxruntime, fp32" in md
+    assert "| b (off-the-shelf) | blocks.4 | 10.00 ms | 0.02 MB | 0.9300 |" in md
     assert "- 6 ms: a@blocks.3, a@blocks.4, b@blocks.1" in md
     page = to_html(md, "netcut report")
     assert page.count("<table>") == 3 and "<img src=\"frontier.png\"" in page and "&lt;" not in page
+    assert "int8 against fp32" not in md  # an fp32-only run has nothing to compare
 
 
 def test_config_round_trips_and_derives_the_training_configs():
@@ -80,4 +83,23 @@ def test_config_round_trips_and_derives_the_training_configs():
     again = ExploreConfig.from_json(json.loads(json.dumps(config.to_json())))
     assert again == config
     assert again.train_config().head.hidden == 32 and again.train_config().epochs == 7
-    assert again.split_config().seed == 3 and again.profile_settings(4).num_classes == 4
+    settings = again.profile_settings(4, "litert", "int8")
+    assert again.split_config().seed == 3 and settings.num_classes == 4
+    assert (settings.backend, settings.precision) == ("litert", "int8")
+
+
+def test_int8_candidates_report_their_accuracy_change_and_where_int8_is_slower():
+    fp32 = [candidate("a", i, 1.0 + i) for i in range(5)]
+    int8 = [candidate("a", i, 1.2 + i if i < 2 else 0.5 + i, precision="int8") for i in range(5)]
+    records = [probe(fp32[3], 0.80, 0.80), probe(int8[3], 0.78, 0.77), probe(int8[4], 0.8, 0.79)]
+    decision = decide(Deadline(20.0), fp32 + int8, [fp32[3], int8[3], int8[4]], records, {}, verify=False)
+    explored = result(fp32 + int8, records, (decision,))
+    rows = {(r["cut"], r["precision"]): r for r in explore_json(explored)["candidates"]}
+    row = rows[("blocks.3", "int8")]
+    assert row["fp32_accuracy"] == 0.80 and row["accuracy_change_vs_fp32"] == pytest.approx(-0.03)
+    assert row["size_mb"] == pytest.approx(rows[("blocks.3", "fp32")]["size_mb"] / 4)
+    assert "fp32_accuracy" not in rows[("blocks.3", "fp32")]
+    md = markdown(explored)
+    assert "int8 is estimated slower than fp32 for 2 of 5 candidates" in md
+    assert "| a | blocks.3 | onnxruntime | 4.00 ms | 3.50 ms | 1.14x | 0.02 MB | 0.00 MB | 0.8000 | 0.7700 |" in md
+    assert "### onnxruntime, int8" in md and "### onnxruntime, fp32" in md

@@ -44,7 +44,7 @@ def test_columns_are_bound_by_name_not_position(tmp_path):
         store.db.execute("DROP TABLE candidates")
         store.db.execute("""CREATE TABLE candidates (created_run INTEGER NOT NULL, created TEXT NOT NULL,
             seconds REAL NOT NULL, metrics TEXT NOT NULL, test_score REAL NOT NULL, val_score REAL NOT NULL,
-            metric TEXT NOT NULL, precision TEXT NOT NULL, finetune_blocks INTEGER NOT NULL,
+            backend TEXT NOT NULL, metric TEXT NOT NULL, precision TEXT NOT NULL, finetune_blocks INTEGER NOT NULL,
             train_config TEXT NOT NULL, dataset TEXT NOT NULL, head TEXT NOT NULL, cut_index INTEGER NOT NULL,
             cut TEXT NOT NULL, backbone TEXT NOT NULL, key TEXT PRIMARY KEY)""")
         store.put_record(record(score=0.75))

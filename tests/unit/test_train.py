@@ -141,3 +141,23 @@ def test_fine_tuning_changes_only_the_last_blocks(lite0_features, digits):
     assert "accuracy" in test and seconds > 0
     frozen = trainable_parameter_names(traced, cuts, cut, 0)
     assert frozen == set()
+
+
+def test_features_constant_in_training_get_no_weight():
+    """int8 features of a wide layer are often exactly constant: a later nonzero value must not blow up the logits."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    x = rng.standard_normal((200, 6)).astype(np.float32)
+    x[:, 0] += 3 * y  # informative
+    x[:, 4] = 0.0  # dead in training
+    x[:, 5] = 1e-9 * rng.standard_normal(200)  # numerically dead
+    result = fit_head(x[:150], y[:150], x[150:], y[150:], 3, TrainConfig(epochs=300, patience=300), x[150:],
+                      y[150:])
+    weight = result.classifier[1].weight
+    assert torch.all(weight[:, 4] == 0) and torch.all(weight[:, 5] == 0) and weight[:, 0].abs().max() > 0
+    shifted = x[150:].copy()
+    shifted[:, 4] = 5.0  # the dead feature moves at deployment
+    with torch.no_grad():
+        a = result.classifier(torch.from_numpy(x[150:]))
+        b = result.classifier(torch.from_numpy(shifted))
+    assert torch.allclose(a, b) and result.test["accuracy"] > 0.8

@@ -27,6 +27,11 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Ankle boot"]
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
+ARRAY_PREPROCESSING = ("values/255; grayscale repeated to 3 channels; bilinear (antialiased) resize to SxS; "
+                       "(x - mean)/std per channel; NCHW")
+FILE_PREPROCESSING = ("decode as RGB; bicubic resize of the shorter side to S; centre crop SxS; x/255; "
+                      "(x - mean)/std per channel; NCHW")
+
 # (indices, size, mean, std) -> float tensor (len(indices), 3, size, size)
 BatchLoader = Callable[[np.ndarray, int, tuple, tuple], torch.Tensor]
 
@@ -55,6 +60,7 @@ class Dataset:
     identity: str  # content fingerprint of the source (before splitting)
     skipped: int = 0  # unreadable images left out
     notes: list[str] = field(default_factory=list)
+    preprocessing: str = ARRAY_PREPROCESSING  # how images become the network's input (recorded in export manifests)
     _fingerprint: str = field(default="", repr=False)
 
     @property
@@ -254,7 +260,7 @@ def load_folder(root: Path, config: SplitConfig, probe_size: int = 224) -> Datas
     targets = np.array(labels, dtype=np.int64)[ok]
     notes = [f"skipped {skipped} unreadable image(s) of {len(paths)}"] if skipped else []
     dataset = Dataset(f"folder:{root}", [d.name for d in class_dirs], targets, _split(len(targets), config),
-                      loader, _identity_of_files(paths, "folder"), skipped, notes)
+                      loader, _identity_of_files(paths, "folder"), skipped, notes, FILE_PREPROCESSING)
     return dataset
 
 
@@ -299,7 +305,8 @@ def load_soft_csv(path: Path, config: SplitConfig, probe_size: int = 224) -> Dat
     skipped = int((~ok).sum())
     notes = [f"skipped {skipped} missing or unreadable image(s) of {len(rows)}"] if skipped else []
     return Dataset(f"csv:{path}", classes or [f"class_{i}" for i in range(k)], targets,
-                   _split(len(targets), config), loader, _identity_of_files([path], "csv"), skipped, notes)
+                   _split(len(targets), config), loader, _identity_of_files([path], "csv"), skipped, notes,
+                   FILE_PREPROCESSING)
 
 
 def from_torch_dataset(dataset: torch.utils.data.Dataset, classes: list[str], config: SplitConfig = SplitConfig(),

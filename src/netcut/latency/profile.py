@@ -7,32 +7,52 @@ import time
 import numpy as np
 
 from netcut.graph import TracedNetwork, find_cuts
-from netcut.latency.backends import get_backend
+from netcut.latency.backends import RuntimeSession, get_backend
 from netcut.latency.estimators import EstimatorRun, accuracy_metrics, run_estimator
 from netcut.latency.estimators.measured import measure_trns
 from netcut.latency.harness import environment
 from netcut.latency.settings import ProfileSettings
 from netcut.latency.table import CutLatency, LatencyTable
+from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.types import Percentiles
 
 
+def open_session(pool: WorkerPool, settings: ProfileSettings, images: np.ndarray | None = None) -> RuntimeSession:
+    """The settings' backend in its worker (started on first use), at the settings' precision."""
+    backend = get_backend(settings.backend)
+    worker = pool.get(backend.runtime, settings.harness.resolved_threads(), backend.name)
+    return RuntimeSession(backend, worker, settings.precision, images)
+
+
 def profile(traced: TracedNetwork, settings: ProfileSettings = ProfileSettings(), measure_all: bool = False,
-            reporter: Reporter = QUIET, compare: tuple[str, ...] = ()) -> LatencyTable:
-    """Estimate every TRN's latency; with measure_all also measure each one and report every estimator's error."""
+            reporter: Reporter = QUIET, compare: tuple[str, ...] = (), pool: WorkerPool | None = None
+            ) -> LatencyTable:
+    """Estimate every TRN's latency; with measure_all also measure each one and report every estimator's error.
+
+    int8 is calibrated on synthetic images here (latency alone; the profile has no data): that is said in the
+    table's environment.
+    """
     settings.validate()
+    if pool is not None:
+        return _profile(traced, settings, measure_all, reporter, compare, open_session(pool, settings))
+    with WorkerPool() as workers:
+        return _profile(traced, settings, measure_all, reporter, compare, open_session(workers, settings))
+
+
+def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool, reporter: Reporter,
+             compare: tuple[str, ...], session: RuntimeSession) -> LatencyTable:
     threads = settings.harness.resolved_threads()
-    backend = get_backend(settings.backend, threads)
     cuts = find_cuts(traced, settings.granularity)
     started = time.perf_counter()
-    main = run_estimator(traced, cuts, backend, settings, reporter, ground_truth=measure_all)
+    main = run_estimator(traced, cuts, session, settings, reporter, ground_truth=measure_all)
     cost = {settings.estimator: main.cost_s}
     measured: dict[str, Percentiles] | None = None
     if measure_all:
         if main.measured:
             measured = {n: s.only() for n, s in main.measured.items()}
         else:
-            run = measure_trns(traced, cuts, backend, settings.harness, settings.num_classes, reporter)
+            run = measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter)
             measured = run.estimates
             cost["measured"] = run.cost_s
     accuracy = {}
@@ -41,16 +61,19 @@ def profile(traced: TracedNetwork, settings: ProfileSettings = ProfileSettings()
         runs: dict[str, EstimatorRun] = {settings.estimator: main}
         for other in compare:
             if other not in runs and other != "measured":
-                runs[other] = run_estimator(traced, cuts, backend, settings, reporter, other)
+                runs[other] = run_estimator(traced, cuts, session, settings, reporter, other)
                 cost[other] = runs[other].cost_s
         for name, run in runs.items():
             if name != "measured":
                 accuracy[name] = accuracy_metrics(np.array([run.estimates[c.name].p50 for c in cuts]), truth)
     rows = [CutLatency(c.name, main.estimates[c.name], measured[c.name] if measured is not None else None, c.macs,
-                       c.params) for c in cuts]
+                       c.params, main.sizes.get(c.name, 0)) for c in cuts]
     cost["total"] = time.perf_counter() - started
-    env = environment(backend.name, threads, {**backend.versions(), "batch": settings.harness.batch,
-                                               "repeats": settings.harness.repeats, "warmup": settings.harness.warmup})
+    extra = {**session.versions(), "batch": settings.harness.batch, "repeats": settings.harness.repeats,
+             "warmup": settings.harness.warmup}
+    if session.precision != "fp32" and session.images is None:
+        extra["int8_calibration"] = "synthetic images (latency alone)"
+    env = environment(session.name, threads, extra)
     return LatencyTable(traced.backbone.name, traced.fingerprint(), traced.input_size, settings.granularity,
-                        backend.name, settings.estimator, settings.harness.batch, settings.num_classes, env, rows,
-                        cost, accuracy)
+                        session.name, session.precision, settings.estimator, settings.harness.batch,
+                        settings.num_classes, env, rows, cost, accuracy)

@@ -10,9 +10,10 @@ from netcut.latency.harness import HarnessConfig
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """Backend, estimator, cut granularity, the head's class count and how to time."""
+    """Backend, precision, estimator, cut granularity, the head's class count and how to time."""
 
-    backend: str = "torch"
+    backend: str = "onnxruntime"
+    precision: str = "fp32"
     estimator: str = "empirical"
     granularity: str = "block"
     num_classes: int = 10
@@ -26,5 +27,8 @@ class ProfileSettings:
         if self.estimator not in available_estimators():
             raise NetcutError(f"unknown estimator {self.estimator!r}",
                               f"use one of: {', '.join(available_estimators())}")
+        from netcut.latency.backends import check_precision, get_backend
+
+        check_precision(get_backend(self.backend), self.precision)
         self.harness.validate()
         return self

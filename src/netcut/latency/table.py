@@ -12,7 +12,7 @@ from netcut.fsutil import read_json, write_json
 from netcut.types import Percentiles
 
 TABLE_KIND = "netcut-latency-table"
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class CutLatency:
     measured: Percentiles | None = None
     macs: int = 0
     params: int = 0
+    size_bytes: int = 0  # the TRN's model file in the table's format and precision
 
     def best(self) -> Percentiles:
         """The measured latency where there is one, else the estimate."""
@@ -34,7 +35,8 @@ class CutLatency:
         e, m = self.estimated, self.measured
         return {"name": self.name, "estimated_ms": e.p50, "estimated_p90_ms": e.p90, "estimated_p99_ms": e.p99,
                 "measured_ms": m.p50 if m else None, "measured_p90_ms": m.p90 if m else None,
-                "measured_p99_ms": m.p99 if m else None, "macs": self.macs, "params": self.params}
+                "measured_p99_ms": m.p99 if m else None, "macs": self.macs, "params": self.params,
+                "size_bytes": self.size_bytes}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CutLatency:
@@ -43,8 +45,9 @@ class CutLatency:
         if d.get("measured_ms") is not None:
             measured = Percentiles(d["measured_ms"], d.get("measured_p90_ms") or d["measured_ms"],
                                    d.get("measured_p99_ms") or d["measured_ms"])
-        return cls(d["name"], Percentiles(d["estimated_ms"], d["estimated_p90_ms"], d["estimated_p99_ms"]), measured,
-                   int(d.get("macs", 0)), int(d.get("params", 0)))
+        estimated = Percentiles(d["estimated_ms"], d["estimated_p90_ms"], d["estimated_p99_ms"])
+        return cls(str(d["name"]), estimated, measured, int(d.get("macs", 0)), int(d.get("params", 0)),
+                   int(d.get("size_bytes", 0)))
 
 
 @dataclass
@@ -56,6 +59,7 @@ class LatencyTable:
     input_size: int
     granularity: str
     backend: str
+    precision: str
     estimator: str
     batch: int
     num_classes: int
@@ -72,9 +76,9 @@ class LatencyTable:
         raise KeyError(name)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form."""
+        """JSON form (each cut row also names the table's backend and precision, for scripts that read rows)."""
         d = asdict(self)
-        d["cuts"] = [row.to_json() for row in self.cuts]
+        d["cuts"] = [{**row.to_json(), "backend": self.backend, "precision": self.precision} for row in self.cuts]
         return {"kind": TABLE_KIND, "version": TABLE_VERSION, **d}
 
     def save(self, path: str | Path) -> Path:
@@ -93,14 +97,15 @@ class LatencyTable:
                               f"version {TABLE_VERSION}", "re-profile with this netcut version")
         try:
             rows = [CutLatency.from_json(row) for row in data["cuts"]]
-            fields = {k: data[k] for k in ("model", "fingerprint", "input_size", "granularity", "backend", "estimator",
-                                           "batch", "num_classes", "environment")}
+            fields = {k: data[k] for k in ("model", "fingerprint", "input_size", "granularity", "backend", "precision",
+                                           "estimator", "batch", "num_classes", "environment")}
         except (KeyError, TypeError) as exc:
             raise NetcutError(f"latency table {str(path)!r} is incomplete ({exc})", "regenerate it") from exc
         return cls(**fields, cuts=rows, cost_s=data.get("cost_s", {}), accuracy=data.get("accuracy", {}))
 
-    def check_matches(self, fingerprint: str, model: str, backend: str | None = None, path: str = "") -> None:
-        """Refuse a table made for another model, input size or backend."""
+    def check_matches(self, fingerprint: str, model: str, backend: str | None = None, path: str = "",
+                      precision: str | None = None) -> None:
+        """Refuse a table made for another model, input size, backend or precision."""
         where = f" {path!r}" if path else ""
         if fingerprint != self.fingerprint:
             raise NetcutError(
@@ -111,3 +116,6 @@ class LatencyTable:
         if backend is not None and backend != self.backend:
             raise NetcutError(f"latency table{where} was measured with backend {self.backend!r}, not {backend!r}",
                               f"pass --backend {self.backend} or a table measured with {backend}")
+        if precision is not None and precision != self.precision:
+            raise NetcutError(f"latency table{where} was measured at {self.precision}, not {precision}",
+                              f"profile with --precision {precision} (one table per precision)")

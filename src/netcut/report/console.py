@@ -10,7 +10,7 @@ from rich.table import Table
 
 from netcut.latency.table import LatencyTable
 from netcut.search.decide import relative_gain
-from netcut.search.pareto import frontier
+from netcut.search.pareto import frontiers
 from netcut.search.results import ExploreResult
 from netcut.types import CutPoint
 
@@ -92,25 +92,28 @@ def print_result(out: Console, result: ExploreResult) -> None:
     metric = result.dataset.metric.replace("_", " ")
     table = Table(title=f"NetCut: {result.trained} of {len(result.candidates)} candidates retrained in "
                         f"{result.exploration_s:.1f} s")
-    for column in ("deadline", "chosen", "cut", f"test {metric}", "measured p50", "estimated", "best off-the-shelf",
-                   "gain"):
-        table.add_column(column, justify="left" if column in ("chosen", "cut", "best off-the-shelf") else "right")
+    for column in ("deadline", "chosen", "cut", "runtime", f"test {metric}", "measured p50", "estimated", "size",
+                   "best off-the-shelf", "gain"):
+        table.add_column(column, justify="left" if column in ("chosen", "cut", "runtime", "best off-the-shelf")
+                         else "right")
     for d in result.decisions:
         c, b = d.chosen, d.best_off_the_shelf
         if c is None:
-            table.add_row(f"{d.deadline.ms:g} ms", "[red]none[/red]", d.reason or "", "", "",
-                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "")
+            table.add_row(f"{d.deadline.ms:g} ms", "[red]none[/red]", d.reason or "", "", "", "",
+                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "", "")
             continue
         gain = f"{relative_gain(c.score, b.score):+.1f}%" if b else "–"
         measured = "–" if c.latency_ms is None else f"{c.latency_ms:.2f} ms"
         table.add_row(f"{d.deadline.ms:g} ms", c.model, c.cut + (" (full)" if c.candidate.is_full else ""),
-                      f"{c.score:.4f}", measured, f"{c.candidate.estimate.p50:.2f} ms",
+                      f"{c.candidate.id.backend} {c.candidate.id.precision}", f"{c.score:.4f}", measured,
+                      f"{c.candidate.estimate.p50:.2f} ms", f"{c.candidate.size_bytes / 1e6:.2f} MB",
                       f"{b.model} {b.score:.4f}" if b else "none meets it", gain)
     out.print(table)
-    front = Table(title="Pareto frontier of the retrained candidates")
-    for column in ("model", "cut", "estimated p50", f"test {metric}"):
-        front.add_column(column)
-    for cand, record in frontier(list(result.candidates), list(result.records)):
-        front.add_row(cand.model + (" (off-the-shelf)" if cand.is_full else ""), cand.cut.name,
-                      f"{cand.estimate.p50:.2f} ms", f"{record.test_score:.4f}")
-    out.print(front)
+    for (backend, precision), group in frontiers(list(result.candidates), list(result.records)).items():
+        front = Table(title=f"Pareto frontier of the retrained candidates: {backend}, {precision}")
+        for column in ("model", "cut", "estimated p50", "size", f"test {metric}"):
+            front.add_column(column)
+        for cand, record in group:
+            front.add_row(cand.model + (" (off-the-shelf)" if cand.is_full else ""), cand.cut.name,
+                          f"{cand.estimate.p50:.2f} ms", f"{cand.size_bytes / 1e6:.2f} MB", f"{record.test_score:.4f}")
+        out.print(front)

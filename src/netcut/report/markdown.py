@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from netcut.search.decide import relative_gain
-from netcut.search.pareto import frontier
+from netcut.search.pareto import frontiers
 from netcut.search.results import Decision, ExploreResult
 
 
@@ -18,17 +18,18 @@ def _chosen_row(result: ExploreResult, d: Decision) -> list[str]:
     if c is None:
         fastest = next((x.label for x in result.candidates if x.id == d.fastest), "?")
         return [f"| {d.deadline.ms:g} ms | none: {d.reason or ''} (fastest {fastest}: {_fmt(d.fastest_ms)} ms) "
-                "| | | | | | | |"]
+                "| | | | | | | | | |"]
     base = f"{b.model} {b.score:.4f}" if b else "none"
     gain = f"{relative_gain(c.score, b.score):+.2f}%" if b else "n/a (none meets it)"
     m = c.measured
     lines = [f"| {d.deadline.ms:g} ms | {c.model} | {c.cut}{' (full)' if c.candidate.is_full else ''}"
-             f"{' ft' + str(c.record.finetune_blocks) if c.record.finetune_blocks else ''} | {c.score:.4f} | "
+             f"{' ft' + str(c.record.finetune_blocks) if c.record.finetune_blocks else ''} | "
+             f"{c.candidate.id.backend} {c.candidate.id.precision} | {c.score:.4f} | "
              f"{_fmt(m.p50 if m else None)} ms | {_fmt(m.p90 if m else None)} ms | "
-             f"{_fmt(c.candidate.estimate.p50)} ms | {base} | {gain} |"]
+             f"{_fmt(c.candidate.estimate.p50)} ms | {c.candidate.size_bytes / 1e6:.2f} MB | {base} | {gain} |"]
     for r in d.rejected:
-        lines.append(f"|  | rejected: {r.candidate.label} measured {r.measured_ms:.2f} ms "
-                     f"(estimated {r.estimated_ms:.2f}) | | | | | | | |")
+        lines.append(f"|  | rejected: {r.candidate.label} ({r.candidate.backend} {r.candidate.precision}) measured "
+                     f"{r.measured_ms:.2f} ms (estimated {r.estimated_ms:.2f}) | | | | | | | | | |")
     return lines
 
 
@@ -40,8 +41,10 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
     sizes = "/".join(str(result.dataset.sizes[k]) for k in ("train", "val", "test"))
     deadlines = ", ".join(f"{d.deadline.ms:g} ms" for d in result.decisions)
     total = len(result.candidates)
-    lines += [f"- deadlines: {deadlines} at {cfg['percentile']} (margin {cfg['margin']:.0%}), backend "
-              f"{cfg['backend']}, estimator {cfg['estimator']}, strategy {cfg['strategy']}",
+    size_budget = f", model files ≤ {cfg['max_model_mb']:g} MB" if cfg.get("max_model_mb") else ""
+    lines += [f"- deadlines: {deadlines} at {cfg['percentile']} (margin {cfg['margin']:.0%}){size_budget}; "
+              f"backends {', '.join(cfg['backends'])}, precisions {', '.join(cfg['precisions'])}; estimator "
+              f"{cfg['estimator']}, strategy {cfg['strategy']}",
               f"- data: {sizes} images (train/val/test); chosen by validation {metric}, reported on test",
               f"- exploration: {result.exploration_s:.1f} s; retrained {result.trained} of {total} candidates "
               f"(exhaustive would retrain all {total})",
@@ -50,25 +53,54 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
     if plot_name:
         lines += [f"![accuracy against latency]({plot_name})", ""]
     lines += ["## Chosen network per deadline", "",
-              f"| deadline | chosen | cut | test {metric} | measured p50 | measured p90 | estimated "
-              "| best off-the-shelf meeting it | relative gain |", "|---|---|---|---|---|---|---|---|---|"]
+              f"| deadline | chosen | cut | runtime | test {metric} | measured p50 | measured p90 | estimated | size "
+              "| best off-the-shelf meeting it | relative gain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in result.decisions:
         lines += _chosen_row(result, d)
-    lines += ["", "## Pareto frontier (trained candidates)", "", f"| model | cut | estimated p50 | test {metric} |",
-              "|---|---|---|---|"]
-    for c, r in frontier(list(result.candidates), list(result.records)):
-        lines.append(f"| {c.model}{' (off-the-shelf)' if c.is_full else ''} | {c.cut.name} | "
-                     f"{c.estimate.p50:.2f} ms | {r.test_score:.4f} |")
-    lines += ["", "## Proposals", ""]
+    lines += ["", "## Pareto frontiers (trained candidates), one per runtime and precision", ""]
+    for (backend, precision), front in frontiers(list(result.candidates), list(result.records)).items():
+        lines += [f"### {backend}, {precision}", "", f"| model | cut | estimated p50 | size | test {metric} |",
+                  "|---|---|---|---|---|"]
+        for c, r in front:
+            lines.append(f"| {c.model}{' (off-the-shelf)' if c.is_full else ''} | {c.cut.name} | "
+                         f"{c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | {r.test_score:.4f} |")
+        lines.append("")
+    lines += int8_section(result)
+    lines += ["## Proposals", ""]
     for d in result.decisions:
         lines.append(f"- {d.deadline.ms:g} ms: {', '.join(p.label for p in d.proposals) or 'none'}")
-    lines += ["", "## All candidates", "", "| model | cut | estimated p50 | trained | test score |",
-              "|---|---|---|---|---|"]
+    lines += ["", "## All candidates", "", "| model | cut | runtime | estimated p50 | size | trained | test score |",
+              "|---|---|---|---|---|---|---|"]
     for c in result.candidates:
         probe = result.probe_of(c)
-        lines.append(f"| {c.model} | {c.cut.name}{' (full)' if c.is_full else ''} | {c.estimate.p50:.2f} ms | "
-                     f"{'yes' if probe else 'no'} | {_fmt(probe.test_score, 4) if probe else '–'} |")
+        lines.append(f"| {c.model} | {c.cut.name}{' (full)' if c.is_full else ''} | {c.id.backend} {c.id.precision} "
+                     f"| {c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | {'yes' if probe else 'no'} | "
+                     f"{_fmt(probe.test_score, 4) if probe else '–'} |")
     return "\n".join(lines) + "\n"
+
+
+def int8_section(result: ExploreResult) -> list[str]:
+    """int8 against fp32, network by network: speed (estimated), accuracy (measured in the runtime), size."""
+    pairs = [(f, c) for c in result.candidates if c.id.precision == "int8" and (f := result.fp32_twin(c)) is not None]
+    if not pairs:
+        return []
+    slower = [(f, q) for f, q in pairs if q.estimate.p50 > f.estimate.p50]
+    lines = ["## int8 against fp32", "",
+             f"int8 is estimated slower than fp32 for {len(slower)} of {len(pairs)} candidates"
+             + (": on a CPU without int8 dot-product instructions it often is, so netcut measures it." if slower
+                else "."), "",
+             "| model | cut | runtime | fp32 p50 | int8 p50 | int8 speed-up | fp32 size | int8 size | fp32 acc "
+             "| int8 acc |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for f, q in pairs:
+        pf, pq = result.probe_of(f), result.probe_of(q)
+        if pf is None and pq is None and not q.is_full:
+            continue
+        lines.append(f"| {q.model} | {q.cut.name}{' (full)' if q.is_full else ''} | {q.id.backend} | "
+                     f"{f.estimate.p50:.2f} ms | {q.estimate.p50:.2f} ms | {f.estimate.p50 / q.estimate.p50:.2f}x | "
+                     f"{f.size_bytes / 1e6:.2f} MB | {q.size_bytes / 1e6:.2f} MB | "
+                     f"{_fmt(pf.accuracy if pf else None, 4)} | {_fmt(pq.accuracy if pq else None, 4)} |")
+    return lines + [""]
 
 
 def to_html(md: str, title: str) -> str:
@@ -92,6 +124,8 @@ def to_html(md: str, title: str) -> str:
         flush()
         if line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("### "):
+            body.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("- "):
@@ -99,6 +133,8 @@ def to_html(md: str, title: str) -> str:
         elif line.startswith("!["):
             src = line[line.index("(") + 1:line.rindex(")")]
             body.append(f'<img src="{html.escape(src)}" alt="accuracy against latency" style="max-width:100%">')
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
     flush()
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netcut.search.pareto import frontier
+from netcut.search.pareto import frontiers
 from netcut.search.results import Candidate, Choice, Decision, ExploreResult
 
 
@@ -17,7 +17,7 @@ def choice_json(choice: Choice) -> dict[str, Any]:
             "estimated_ms": c.estimate.p50, "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
             "latency_ms": None if m is None else m.p50, "latency_p90_ms": None if m is None else m.p90,
             "latency_p99_ms": None if m is None else m.p99, "macs": c.cut.macs, "params": c.cut.params,
-            "latency_source": c.latency_source, "record": r.key}
+            "latency_source": c.latency_source, "size_mb": c.size_bytes / 1e6, "record": r.key}
 
 
 def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decision) -> dict[str, Any]:
@@ -28,8 +28,14 @@ def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decisi
            "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
            "feasible": c.id in decision.feasible, "macs": c.cut.macs, "params": c.cut.params,
            "trained": probe is not None}
+    row["size_mb"] = c.size_bytes / 1e6
     if probe is not None:
         row.update({"accuracy": probe.accuracy, "score": probe.test_score, "val_score": probe.val_score})
+        twin = result.fp32_twin(c) if c.id.precision != "fp32" else None
+        reference = result.probe_of(twin) if twin is not None else None
+        if twin is not None and reference is not None:
+            row.update({"fp32_accuracy": reference.accuracy, "accuracy_change_vs_fp32": probe.accuracy -
+                        reference.accuracy, "fp32_estimated_ms": twin.estimate.p50})
     return row
 
 
@@ -58,8 +64,10 @@ def explore_json(result: ExploreResult) -> dict[str, Any]:
         "trained": result.trained, "newly_trained": result.newly_trained,
         "candidates_total": len(result.candidates), "exploration_s": result.exploration_s,
         "strategy": result.strategy,
-        "frontier": [{"model": c.model, "cut": c.cut.name, "is_full": c.is_full, "estimated_ms": c.estimate.p50,
-                      "score": r.test_score} for c, r in frontier(list(result.candidates), list(result.records))],
+        "frontier": [{"model": c.model, "cut": c.cut.name, "is_full": c.is_full, "backend": c.id.backend,
+                      "precision": c.id.precision, "estimated_ms": c.estimate.p50, "score": r.test_score}
+                     for group in frontiers(list(result.candidates), list(result.records)).values()
+                     for c, r in group],
         "dataset": result.dataset.to_json(),
         "models": {k: v.to_json() for k, v in result.models.items()},
         "config": result.config, "environment": result.environment, "netcut_version": result.netcut_version,

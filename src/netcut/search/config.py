@@ -7,6 +7,7 @@ from typing import Any
 
 from netcut.data.datasets import SplitConfig
 from netcut.errors import NetcutError
+from netcut.latency.backends import MIN_CALIBRATION, check_precision, get_backend
 from netcut.latency.harness import HarnessConfig
 from netcut.latency.settings import ProfileSettings
 from netcut.model.head import HeadSpec
@@ -29,7 +30,10 @@ class ExploreConfig:
     margin: float = 0.05
     estimator: str = "empirical"
     latency_tables: tuple[str, ...] = ()
-    backend: str = "torch"
+    backends: tuple[str, ...] = ("onnxruntime",)
+    precisions: tuple[str, ...] = ("fp32",)
+    max_model_mb: float | None = None
+    calibration_images: int = 128  # training images that calibrate int8 (at least MIN_CALIBRATION)
     strategy: str = "netcut"
     granularity: str = "block"
     fine_tune_blocks: int = 0
@@ -67,6 +71,17 @@ class ExploreConfig:
             raise NetcutError(f"fine-tune-blocks must be ≥ 0, got {self.fine_tune_blocks}", "pass 0 (frozen) or more")
         if not self.deadlines or any(not d > 0 for d in self.deadlines):
             raise NetcutError("deadlines must be positive numbers of milliseconds", "pass e.g. --deadline 12")
+        if not self.backends or not self.precisions:
+            raise NetcutError("no backend or precision given", "pass e.g. --backend onnxruntime --precision fp32")
+        for backend in self.backends:
+            for precision in self.precisions:
+                check_precision(get_backend(backend), precision)
+        if self.max_model_mb is not None and not self.max_model_mb > 0:
+            raise NetcutError(f"max-model-mb must be a positive number, got {self.max_model_mb}",
+                              "pass e.g. --max-model-mb 4")
+        if "int8" in self.precisions and self.calibration_images < MIN_CALIBRATION:
+            raise NetcutError(f"int8 needs at least {MIN_CALIBRATION} calibration images, got "
+                              f"{self.calibration_images}", f"pass --calibration-images {MIN_CALIBRATION} or more")
         if self.estimator == "analytical" and self.latency_tables:
             raise NetcutError("--estimator analytical and --latency-table conflict",
                               "pass one: a measured table, or the analytical estimator")
@@ -77,9 +92,9 @@ class ExploreConfig:
         """How latencies are timed."""
         return HarnessConfig(self.batch, self.warmup, self.repeats, self.threads)
 
-    def profile_settings(self, num_classes: int) -> ProfileSettings:
-        """How each backbone is profiled."""
-        return ProfileSettings(self.backend, self.estimator, self.granularity, num_classes, self.harness())
+    def profile_settings(self, num_classes: int, backend: str, precision: str) -> ProfileSettings:
+        """How each backbone is profiled on one backend at one precision."""
+        return ProfileSettings(backend, precision, self.estimator, self.granularity, num_classes, self.harness())
 
     def train_config(self) -> TrainConfig:
         """How probes (heads on cached features) are trained."""

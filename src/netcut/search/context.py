@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from netcut.backbones import Backbone, load_backbone
 from netcut.data.datasets import Dataset, load_dataset
 from netcut.errors import NetcutError
 from netcut.graph import TracedNetwork, find_cuts, trace
+from netcut.latency.backends import MIN_CALIBRATION, RuntimeSession, get_backend
 from netcut.latency.harness import device_key, environment
+from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.search.config import ExploreConfig
 from netcut.search.executors import Executor, LocalExecutor
@@ -69,7 +73,19 @@ def load_data(config: ExploreConfig, reporter: Reporter = QUIET) -> Dataset:
 def dataset_info(dataset: Dataset) -> DatasetInfo:
     """How a result describes its data."""
     return DatasetInfo(dataset.name, list(dataset.classes), dataset.soft, metric_name(dataset.soft),
-                       dataset.fingerprint(), {k: int(len(v)) for k, v in dataset.splits.items()}, dataset.skipped)
+                       dataset.fingerprint(), {k: int(len(v)) for k, v in dataset.splits.items()}, dataset.skipped,
+                       dataset.preprocessing)
+
+
+def calibration_images(dataset: Dataset, network: Network, count: int) -> np.ndarray:
+    """The first `count` training images, as the network is fed them: int8 is calibrated on the user's data."""
+    indices = dataset.splits["train"][:count]
+    if len(indices) < MIN_CALIBRATION:
+        raise NetcutError(f"int8 needs at least {MIN_CALIBRATION} training images to calibrate, the data has "
+                          f"{len(indices)}", "use more training images (--limit-train) or --precision fp32")
+    b = network.backbone
+    images = dataset.loader(indices, network.traced.input_size, b.mean, b.std)
+    return images.numpy().astype(np.float32)
 
 
 @dataclass
@@ -81,15 +97,35 @@ class RunContext:
     dataset: Dataset
     networks: dict[str, Network]
     run_id: int
+    pool: WorkerPool
     reporter: Reporter = QUIET
     executor: Executor = field(default_factory=LocalExecutor)
     threads: int = 1
-    device_key: str = ""
+    device_keys: dict[str, str] = field(default_factory=dict)  # backend -> key of this machine/backend/threads
+    _calibration: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def create(cls, config: ExploreConfig, store: ResultStore, dataset: Dataset, networks: dict[str, Network],
-               run_id: int, reporter: Reporter = QUIET, executor: Executor | None = None) -> RunContext:
-        """A context with the thread count resolved and the device key read once."""
+               run_id: int, pool: WorkerPool, reporter: Reporter = QUIET, executor: Executor | None = None
+               ) -> RunContext:
+        """A context with the thread count resolved and the device keys read once; int8 without enough training
+        images to calibrate is refused before any work."""
+        if "int8" in config.precisions and networks:
+            calibration_images(dataset, next(iter(networks.values())), config.calibration_images)
         threads = config.harness().resolved_threads()
-        return cls(config, store, dataset, networks, run_id, reporter, executor or LocalExecutor(), threads,
-                   device_key(environment(config.backend, threads)))
+        keys = {b: device_key(environment(b, threads)) for b in config.backends}
+        return cls(config, store, dataset, networks, run_id, pool, reporter, executor or LocalExecutor(), threads,
+                   keys)
+
+    def calibration(self, network: Network) -> np.ndarray:
+        """The network's int8 calibration images (read once)."""
+        if network.name not in self._calibration:
+            self._calibration[network.name] = calibration_images(self.dataset, network,
+                                                                 self.config.calibration_images)
+        return self._calibration[network.name]
+
+    def session(self, network: Network, backend: str, precision: str) -> RuntimeSession:
+        """A backend's worker (started on first use) at a precision, calibrated on this network's images."""
+        images = self.calibration(network) if precision != "fp32" else None
+        engine = get_backend(backend)
+        return RuntimeSession(engine, self.pool.get(engine.runtime, self.threads, engine.name), precision, images)

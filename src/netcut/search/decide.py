@@ -37,9 +37,14 @@ def best_off_the_shelf(deadline: Deadline, candidates: list[Candidate], records:
 
 def pick_for_fine_tuning(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord],
                          top: int) -> list[tuple[Candidate, TrainingRecord]]:
-    """The `top` feasible candidates with the best probes: the ones worth fine-tuning for this deadline."""
+    """The `top` feasible fp32 candidates with the best probes (one per network and cut, whatever the backend): the
+    ones worth fine-tuning for this deadline."""
     probes = [r for r in records if r.finetune_blocks == 0]
-    return [(c, r) for r, c in _ranked(feasible(deadline, candidates), probes)[:top]]
+    fp32 = [c for c in feasible(deadline, candidates) if c.id.precision == "fp32"]
+    picks: dict[str, tuple[Candidate, TrainingRecord]] = {}
+    for r, c in _ranked(fp32, probes):
+        picks.setdefault(r.key, (c, r))
+    return list(picks.values())[:top]
 
 
 def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Candidate],

@@ -15,14 +15,16 @@ from netcut._version import __version__
 from netcut.backbones import Backbone, from_module, load_backbone
 from netcut.data.datasets import Dataset
 from netcut.latency.harness import environment
+from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.search.config import FINE_TUNE_TOP, ExploreConfig
-from netcut.search.context import RunContext, dataset_info, load_data, load_networks
+from netcut.search.context import Network, RunContext, dataset_info, load_data, load_networks
 from netcut.search.decide import decide, pick_for_fine_tuning
 from netcut.search.executors import Executor
 from netcut.search.latency import estimate_latencies
 from netcut.search.proposals import propose, union
 from netcut.search.results import Candidate, Deadline, Decision, ExploreResult, TrainingRecord
+from netcut.search.snapshot import save_snapshot
 from netcut.search.training import fine_tune_candidate, train_probes
 from netcut.search.verify import measure_candidate
 from netcut.store import ResultStore, run_lock
@@ -49,7 +51,7 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
     """Every stage for every deadline; each stage stores what it finishes."""
     config = ctx.config
     candidates = estimate_latencies(ctx)
-    deadlines = [Deadline(d, config.percentile, config.margin) for d in config.deadlines]
+    deadlines = [Deadline(d, config.percentile, config.margin, config.max_model_mb) for d in config.deadlines]
     proposals = [propose(candidates, d, config.strategy, config.top_k) for d in deadlines]
     probes = train_probes(ctx, union(proposals))
     decisions, records = [], {r.key: r for r in probes}
@@ -57,10 +59,14 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
         decision, used = decide_deadline(ctx, deadline, candidates, proposed, probes)
         decisions.append(decision)
         records.update({r.key: r for r in used})
+    save_snapshot(config.run_dir, ctx.dataset, next(iter(ctx.networks.values())).traced.input_size,
+                  config.calibration_images)
+    runtimes = {w.label: w.versions for w in ctx.pool.workers.values()}
     return ExploreResult(config.to_json(), tuple(candidates), tuple(records.values()), tuple(decisions),
                          dataset_info(ctx.dataset),
                          {n.name: n.info(config.granularity) for n in ctx.networks.values()}, ctx.run_id,
-                         time.perf_counter() - started, environment(config.backend, ctx.threads), __version__)
+                         time.perf_counter() - started,
+                         environment(",".join(config.backends), ctx.threads, {"runtimes": runtimes}), __version__)
 
 
 class Explorer:
@@ -74,20 +80,22 @@ class Explorer:
         self.dataset = dataset
         self.executor = executor
 
-    def _context(self, store: ResultStore, run_id: int) -> RunContext:
-        dataset = self.dataset or load_data(self.config, self.reporter)
-        networks = load_networks(self.config, self.backbones)
-        return RunContext.create(self.config, store, dataset, networks, run_id, self.reporter, self.executor)
+    def _inputs(self) -> tuple[Dataset, dict[str, Network]]:
+        """The data and the networks, loaded (and so checked) before the run directory is touched."""
+        return self.dataset or load_data(self.config, self.reporter), load_networks(self.config, self.backbones)
 
     def run(self) -> ExploreResult:
         """Explore every deadline; everything is stored in the run directory as it completes."""
         started = time.perf_counter()
         # one thread count for everything, whichever steps a (resumed) run skips: features are bitwise reproducible
         torch.set_num_threads(self.config.harness().resolved_threads())
-        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store:
+        dataset, networks = self._inputs()
+        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, WorkerPool() as pool:
             run_id = store.start_run(self.config.to_json())
             try:
-                result = run_stages(self._context(store, run_id), started)
+                context = RunContext.create(self.config, store, dataset, networks, run_id, pool, self.reporter,
+                                            self.executor)
+                result = run_stages(context, started)
             except BaseException:
                 store.finish_run(run_id, "failed")
                 raise
@@ -96,8 +104,10 @@ class Explorer:
 
     def candidates(self) -> list[Candidate]:
         """Only the latency stage: every candidate with its estimate (stored; a later run reuses it)."""
-        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store:
-            return estimate_latencies(self._context(store, 0))
+        dataset, networks = self._inputs()
+        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, WorkerPool() as pool:
+            return estimate_latencies(RunContext.create(self.config, store, dataset, networks, 0, pool,
+                                                        self.reporter, self.executor))
 
 
 def explore(models: list[Any] | tuple[Any, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"),

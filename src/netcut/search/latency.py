@@ -1,5 +1,5 @@
-"""Stage: every candidate's latency, before anything is trained (a table from the target, the store, or an
-estimator run per backbone)."""
+"""Stage: every candidate's latency and model size, before anything is trained, per backbone × backend × precision
+(a table from the target, the store, or an estimator run in the backend's worker)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,33 @@ from dataclasses import dataclass
 from functools import partial
 
 from netcut.errors import NetcutError
-from netcut.latency.backends import get_backend
-from netcut.latency.estimators import run_estimator
+from netcut.latency.estimators import EstimatorRun, run_estimator
 from netcut.latency.harness import environment
-from netcut.latency.settings import ProfileSettings
 from netcut.latency.table import LatencyTable
 from netcut.search.context import Network, RunContext
 from netcut.search.keys import latency_key
 from netcut.search.results import Candidate, LatencyRecord
-from netcut.types import CandidateId, Percentiles
+from netcut.types import CandidateId, CutPoint, Percentiles
+
+BYTES_PER_WEIGHT = {"fp32": 4, "int8": 1}
 
 
-def candidate_id(ctx: RunContext, network: Network, cut: str) -> CandidateId:
+def candidate_id(network: Network, cut: str, backend: str, precision: str) -> CandidateId:
     """The identity of a candidate of this exploration."""
-    return CandidateId(network.name, cut, ctx.config.backend)
+    return CandidateId(network.name, cut, backend, precision)
 
 
-def load_tables(ctx: RunContext) -> dict[str, tuple[LatencyTable, str]]:
-    """Latency tables by fingerprint; each given table must belong to one of the models and match the run."""
-    tables: dict[str, tuple[LatencyTable, str]] = {}
+def estimated_size(cut: CutPoint, precision: str) -> int:
+    """A model file's size from its parameter count, where no conversion measured it."""
+    return cut.params * BYTES_PER_WEIGHT.get(precision, 4)
+
+
+TableKey = tuple[str, str, str]  # fingerprint, backend, precision
+
+
+def load_tables(ctx: RunContext) -> dict[TableKey, tuple[LatencyTable, str]]:
+    """Latency tables by (fingerprint, backend, precision); each must belong to one of the models and match the run."""
+    tables: dict[TableKey, tuple[LatencyTable, str]] = {}
     by_fingerprint = {n.traced.fingerprint(): n for n in ctx.networks.values()}
     for path in ctx.config.latency_tables:
         table = LatencyTable.load(path)
@@ -35,67 +43,85 @@ def load_tables(ctx: RunContext) -> dict[str, tuple[LatencyTable, str]]:
                               f"is none of the models explored ({models})",
                               "pass tables profiled for these models at the same --input-size")
         net = by_fingerprint[table.fingerprint]
-        table.check_matches(net.traced.fingerprint(), net.name, ctx.config.backend, path)
+        if table.backend not in ctx.config.backends:
+            table.check_matches(net.traced.fingerprint(), net.name, ctx.config.backends[0], path)
+        if table.precision not in ctx.config.precisions:
+            table.check_matches(net.traced.fingerprint(), net.name, table.backend, path, ctx.config.precisions[0])
         if table.granularity != ctx.config.granularity:
             raise NetcutError(f"latency table {path!r} has {table.granularity} cuts, the exploration uses "
                               f"{ctx.config.granularity}", f"pass --granularity {table.granularity}")
         missing = [c.name for c in net.cuts if c.name not in {r.name for r in table.cuts}]
         if missing:
             raise NetcutError(f"latency table {path!r} lacks cut {missing[0]!r}", "re-profile the model")
-        tables[table.fingerprint] = (table, path)
+        tables[(table.fingerprint, table.backend, table.precision)] = (table, path)
     return tables
 
 
 @dataclass(frozen=True)
 class LatencyJob:
-    """Estimate every cut of one backbone: one independent unit of work."""
+    """Estimate every cut of one backbone on one backend at one precision: one independent unit of work."""
 
     network: str
-    settings: ProfileSettings
+    backend: str
+    precision: str
 
 
-def run_latency_job(ctx: RunContext, job: LatencyJob) -> dict[str, Percentiles]:
-    """The estimates of one backbone's cuts, by cut name."""
+def run_latency_job(ctx: RunContext, job: LatencyJob) -> EstimatorRun:
+    """The estimates (and model sizes) of one backbone's cuts."""
     net = ctx.networks[job.network]
+    settings = ctx.config.profile_settings(ctx.dataset.num_classes, job.backend, job.precision)
     ctx.reporter.note(f"estimating latencies of {len(net.cuts)} candidates of {net.name} "
-                      f"({job.settings.estimator}, {job.settings.backend})")
-    backend = get_backend(job.settings.backend, ctx.threads)
-    return run_estimator(net.traced, net.cuts, backend, job.settings, ctx.reporter).estimates
+                      f"({settings.estimator}, {job.backend}, {job.precision})")
+    session = ctx.session(net, job.backend, job.precision)
+    return run_estimator(net.traced, net.cuts, session, settings, ctx.reporter)
 
 
 def _key(ctx: RunContext, net: Network, candidate: CandidateId, estimator: str) -> str:
-    return latency_key(candidate, net.traced.fingerprint(), estimator, ctx.device_key, ctx.config.batch,
-                       ctx.dataset.num_classes)
+    return latency_key(candidate, net.traced.fingerprint(), estimator, ctx.device_keys[candidate.backend],
+                       ctx.config.batch, ctx.dataset.num_classes)
+
+
+Found = tuple[dict[str, Percentiles], dict[str, int], str]  # estimates, sizes, source
 
 
 def estimate_latencies(ctx: RunContext) -> list[Candidate]:
-    """Every candidate with its latency estimate, in network and cut order; new estimates are stored."""
+    """Every candidate with its latency estimate and size, in network, backend, precision and cut order."""
     tables = load_tables(ctx)
     estimator = ctx.config.estimator
-    settings = ctx.config.profile_settings(ctx.dataset.num_classes)
-    found: dict[str, tuple[dict[str, Percentiles], str]] = {}
+    found: dict[LatencyJob, Found] = {}
     jobs = []
     for net in ctx.networks.values():
-        if net.traced.fingerprint() in tables:
-            table, path = tables[net.traced.fingerprint()]
-            found[net.name] = ({c.name: table.row(c.name).best() for c in net.cuts}, f"table:{path}")
-            continue
-        stored = {c.name: ctx.store.get_latency(_key(ctx, net, candidate_id(ctx, net, c.name), estimator))
-                  for c in net.cuts}
-        if all(stored.values()):
-            found[net.name] = ({n: r.latency for n, r in stored.items() if r is not None}, estimator)
-        else:
-            jobs.append(LatencyJob(net.name, settings))
-    backend_env = environment(ctx.config.backend, ctx.threads)
-    for job, estimates in ctx.executor.run(partial(run_latency_job, ctx), jobs):
+        for backend in ctx.config.backends:
+            for precision in ctx.config.precisions:
+                job = LatencyJob(net.name, backend, precision)
+                table_key = (net.traced.fingerprint(), backend, precision)
+                if table_key in tables:
+                    table, path = tables[table_key]
+                    rows = {c.name: table.row(c.name) for c in net.cuts}
+                    found[job] = ({n: r.best() for n, r in rows.items()},
+                                  {n: r.size_bytes for n, r in rows.items()}, f"table:{path}")
+                    continue
+                stored = {c.name: ctx.store.get_latency(_key(ctx, net, candidate_id(net, c.name, backend, precision),
+                                                             estimator)) for c in net.cuts}
+                if all(stored.values()):
+                    found[job] = ({n: r.latency for n, r in stored.items() if r is not None},
+                                  {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator)
+                else:
+                    jobs.append(job)
+    for job, run in ctx.executor.run(partial(run_latency_job, ctx), jobs):
         net = ctx.networks[job.network]
-        ids = {c.name: candidate_id(ctx, net, c.name) for c in net.cuts}
+        env = environment(job.backend, ctx.threads)
+        ids = {c.name: candidate_id(net, c.name, job.backend, job.precision) for c in net.cuts}
+        sizes = {c.name: run.sizes.get(c.name) or estimated_size(c, job.precision) for c in net.cuts}
         ctx.store.put_latencies([LatencyRecord(_key(ctx, net, ids[c.name], estimator), ids[c.name],
-                                               net.traced.fingerprint(), estimator, estimates[c.name], backend_env)
-                                 for c in net.cuts])
-        found[net.name] = (estimates, estimator)
+                                               net.traced.fingerprint(), estimator, run.estimates[c.name], env,
+                                               sizes[c.name]) for c in net.cuts])
+        found[job] = (run.estimates, sizes, estimator)
     candidates = []
     for net in ctx.networks.values():
-        estimates, source = found[net.name]
-        candidates += [Candidate(candidate_id(ctx, net, c.name), c, estimates[c.name], source) for c in net.cuts]
+        for backend in ctx.config.backends:
+            for precision in ctx.config.precisions:
+                estimates, sizes, source = found[LatencyJob(net.name, backend, precision)]
+                candidates += [Candidate(candidate_id(net, c.name, backend, precision), c, estimates[c.name], source,
+                                         sizes.get(c.name) or estimated_size(c, precision)) for c in net.cuts]
     return candidates

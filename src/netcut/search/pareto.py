@@ -23,3 +23,12 @@ def frontier(candidates: list[Candidate], records: list[TrainingRecord]) -> list
     """The trained candidates (frozen-trunk records) on the estimated-latency vs test-score Pareto frontier."""
     points = [(c, r) for c in candidates for r in records if r.finetune_blocks == 0 and r.matches(c)]
     return [points[i] for i in pareto_front([(c.estimate.p50, r.test_score) for c, r in points])]
+
+
+def frontiers(candidates: list[Candidate], records: list[TrainingRecord]
+              ) -> dict[tuple[str, str], list[tuple[Candidate, TrainingRecord]]]:
+    """One frontier per (backend, precision): each runtime and precision is a deployment of its own."""
+    groups: dict[tuple[str, str], list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault((c.id.backend, c.id.precision), []).append(c)
+    return {key: frontier(group, records) for key, group in groups.items()}

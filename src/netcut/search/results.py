@@ -21,9 +21,12 @@ class Deadline:
     ms: float
     percentile: str = "p50"
     margin: float = 0.05
+    max_model_mb: float | None = None  # the second budget: the model file's size in its deployment format
 
     def admits(self, candidate: Candidate) -> bool:
-        """Whether the estimate, inflated by the margin, meets the deadline."""
+        """Whether the estimate, inflated by the margin, meets the deadline (and the size fits the budget)."""
+        if self.max_model_mb is not None and candidate.size_bytes > self.max_model_mb * 1e6:
+            return False
         return candidate.estimate.percentile(self.percentile) * (1.0 + self.margin) <= self.ms
 
     def met_by(self, measured: Percentiles) -> bool:
@@ -32,12 +35,13 @@ class Deadline:
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {"deadline_ms": self.ms, "percentile": self.percentile, "margin": self.margin}
+        return {"deadline_ms": self.ms, "percentile": self.percentile, "margin": self.margin,
+                "max_model_mb": self.max_model_mb}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Deadline:
         """Inverse of to_json."""
-        return cls(float(d["deadline_ms"]), d["percentile"], float(d["margin"]))
+        return cls(float(d["deadline_ms"]), d["percentile"], float(d["margin"]), d.get("max_model_mb"))
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Candidate:
     cut: CutPoint
     estimate: Percentiles
     latency_source: str  # estimator name or "table:PATH"
+    size_bytes: int = 0  # the TRN's model file in its backend's format and precision
 
     @property
     def model(self) -> str:
@@ -67,13 +72,13 @@ class Candidate:
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {"id": self.id.to_json(), "cut": self.cut.to_json(), "estimate": self.estimate.to_json(),
-                "latency_source": self.latency_source}
+                "latency_source": self.latency_source, "size_bytes": self.size_bytes}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Candidate:
         """Inverse of to_json."""
         return cls(CandidateId.from_json(d["id"]), CutPoint.from_json(d["cut"]), Percentiles.from_json(d["estimate"]),
-                   d["latency_source"])
+                   d["latency_source"], int(d.get("size_bytes", 0)))
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class LatencyRecord:
     estimator: str
     latency: Percentiles
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class TrainingRecord:
     seconds: float
     precision: str = "fp32"
     created_run: int = 0  # the run that trained it (newly trained records are those of the current run)
+    backend: str = ""  # whose runtime computed the features: "" for fp32 (torch features serve every backend)
 
     @property
     def label(self) -> str:
@@ -120,9 +127,10 @@ class TrainingRecord:
         return float(test.get("accuracy", test.get("top1_agreement", self.test_score)))
 
     def matches(self, candidate: Candidate) -> bool:
-        """Whether this record trained that candidate's network."""
-        return (self.backbone, self.cut, self.precision) == (candidate.id.backbone, candidate.id.cut,
-                                                               candidate.id.precision)
+        """Whether this record trained that candidate's network (at its precision, in its runtime for int8)."""
+        c = candidate.id
+        return (self.backbone, self.cut, self.precision) == (c.backbone, c.cut, c.precision) and \
+            self.backend in ("", c.backend)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -255,6 +263,7 @@ class DatasetInfo:
     fingerprint: str
     sizes: dict[str, int]
     skipped: int = 0
+    preprocessing: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -317,7 +326,7 @@ class ExploreResult:
     @property
     def trained(self) -> int:
         """How many candidates have a frozen-trunk record."""
-        return len(self.probes)
+        return sum(self.probe_of(c) is not None for c in self.candidates)
 
     @property
     def newly_trained(self) -> int:
@@ -343,6 +352,11 @@ class ExploreResult:
     def probe_of(self, candidate: Candidate) -> TrainingRecord | None:
         """The frozen-trunk record of a candidate, if it was trained."""
         return next((r for r in self.probes if r.matches(candidate)), None)
+
+    def fp32_twin(self, candidate: Candidate) -> Candidate | None:
+        """The same network at fp32 on the same backend (to report what int8 changes)."""
+        return next((c for c in self.candidates if c.id.precision == "fp32" and (c.model, c.cut.name, c.id.backend)
+                     == (candidate.model, candidate.cut.name, candidate.id.backend)), None)
 
     def to_json(self) -> dict[str, Any]:
         """The form kept in the store."""

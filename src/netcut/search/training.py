@@ -1,7 +1,9 @@
-"""Stage: train the proposals (probes on cached features, one pass per backbone) and fine-tune the best ones."""
+"""Stage: train the proposals (probes on cached features, one pass per backbone: PyTorch's for fp32, the runtime's
+for int8) and fine-tune the best ones."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from netcut.model import classifier
+from netcut.model import build_trn, classifier
 from netcut.search.context import Network, RunContext
 from netcut.search.keys import training_key
 from netcut.search.results import Candidate, TrainingRecord
@@ -17,8 +19,14 @@ from netcut.train.cache import cached_features
 from netcut.train.finetune import fine_tune
 from netcut.train.metrics import metric_name
 from netcut.train.probe import HeadResult, fit_head
+from netcut.train.runtime_features import evaluate_in_runtime, runtime_features
 
 Features = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]  # split -> (cut name -> (N, C) features, targets)
+
+
+def feature_source(candidate: Candidate) -> str:
+    """Whose features train this candidate: "" (torch, fp32: the same for every backend) or its int8 runtime."""
+    return "" if candidate.id.precision == "fp32" else candidate.id.backend
 
 
 def record_key(ctx: RunContext, candidate: Candidate, finetune_blocks: int = 0) -> str:
@@ -26,7 +34,7 @@ def record_key(ctx: RunContext, candidate: Candidate, finetune_blocks: int = 0) 
     train = ctx.config.train_config()
     return training_key(ctx.networks[candidate.model].identity, candidate.cut.name, train.head.label(),
                         ctx.dataset.fingerprint(), train.digest(), finetune_blocks, ctx.config.fine_tune_epochs,
-                        candidate.id.precision)
+                        candidate.id.precision, feature_source(candidate))
 
 
 def _record(ctx: RunContext, candidate: Candidate, blocks: int, val: dict[str, float], test: dict[str, float],
@@ -35,13 +43,17 @@ def _record(ctx: RunContext, candidate: Candidate, blocks: int, val: dict[str, f
     return TrainingRecord(record_key(ctx, candidate, blocks), candidate.model, candidate.cut.name,
                           candidate.cut.index, train.head.label(), ctx.dataset.fingerprint(), train.digest(), blocks,
                           metric_name(ctx.dataset.soft), val["score"], test["score"], {"val": val, "test": test},
-                          seconds, candidate.id.precision, ctx.run_id)
+                          seconds, candidate.id.precision, ctx.run_id, feature_source(candidate))
 
 
-def features(ctx: RunContext, net: Network) -> Features:
-    """Pooled features at every cut of a backbone for each split (one pass each, cached on disk)."""
+def features(ctx: RunContext, net: Network, backend: str = "", precision: str = "fp32") -> Features:
+    """Pooled features at every cut of a backbone for each split (one pass each, cached on disk): PyTorch's for
+    fp32, the backend's runtime's for int8."""
     names = [c.name for c in net.cuts]
     cache = Path(ctx.config.run_dir) / "cache"
+    if precision != "fp32":
+        return runtime_features(cache, net.traced, names, ctx.dataset, net.weights_hash,
+                                ctx.session(net, backend, precision), ctx.config.seed, ctx.reporter)
     return {s: cached_features(cache, net.traced, names, ctx.dataset, s, net.weights_hash,
                                ctx.config.train_config().augment_views, ctx.config.seed, reporter=ctx.reporter)
             for s in ("train", "val", "test")}
@@ -61,26 +73,48 @@ def run_probe_job(ctx: RunContext, cached: Features, job: ProbeJob) -> HeadResul
     return fit_head(tx[cut], ty, vx[cut], vy, ctx.dataset.num_classes, ctx.config.train_config(), sx[cut], sy)
 
 
+def _score_quantized(ctx: RunContext, candidate: Candidate, fit: HeadResult
+                     ) -> tuple[dict[str, float], dict[str, float], float]:
+    """Score the whole quantized TRN (trunk and trained head) in its runtime; the scores of the head on the
+    quantized features are kept beside, as probe_val/probe_test."""
+    start = time.perf_counter()
+    net = ctx.networks[candidate.model]
+    trn = build_trn(net.traced, candidate.cut, ctx.dataset.num_classes, ctx.config.train_config().head,
+                    fit.classifier)
+    b = net.backbone
+    scores = evaluate_in_runtime(ctx.session(net, candidate.id.backend, candidate.id.precision), trn, ctx.dataset,
+                                 net.traced.input_size, b.mean, b.std)
+    val = {**scores["val"], **{f"probe_{k}": v for k, v in fit.val.items()}}
+    test = {**scores["test"], **{f"probe_{k}": v for k, v in fit.test.items()}}
+    return val, test, fit.seconds + time.perf_counter() - start
+
+
 def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRecord]:
-    """A probe record for every proposal: from the store, or trained now (and stored one by one)."""
+    """The probe records of the proposals (fp32 records serve every backend): from the store, or trained now and
+    stored one by one."""
     records: dict[str, TrainingRecord] = {}
-    todo: dict[str, list[Candidate]] = {}
+    todo: dict[tuple[str, str, str], dict[str, Candidate]] = {}  # (model, feature source, precision) -> by key
     for c in proposals:
-        stored = ctx.store.get_record(record_key(ctx, c))
+        key = record_key(ctx, c)
+        stored = records.get(key) or ctx.store.get_record(key)
         if stored is not None:
-            records[c.label] = stored
+            records[key] = stored
         else:
-            todo.setdefault(c.model, []).append(c)
-    for model, candidates in todo.items():
-        cached = features(ctx, ctx.networks[model])
-        jobs = [ProbeJob(c) for c in candidates]
-        with ctx.reporter.bar(f"training {len(jobs)} heads of {model}", len(jobs)) as advance:
+            todo.setdefault((c.model, feature_source(c), c.id.precision), {})[key] = c
+    for (model, source, precision), candidates in todo.items():
+        cached = features(ctx, ctx.networks[model], source, precision)
+        jobs = [ProbeJob(c) for c in candidates.values()]
+        label = model + (f" ({precision}, {source})" if source else "")
+        with ctx.reporter.bar(f"training {len(jobs)} heads of {label}", len(jobs)) as advance:
             for job, fit in ctx.executor.run(partial(run_probe_job, ctx, cached), jobs):
-                record = _record(ctx, job.candidate, 0, fit.val, fit.test, fit.seconds)
+                val, test, seconds = fit.val, fit.test, fit.seconds
+                if precision != "fp32":
+                    val, test, seconds = _score_quantized(ctx, job.candidate, fit)
+                record = _record(ctx, job.candidate, 0, val, test, seconds)
                 ctx.store.put_record(record, fit.classifier.state_dict())
-                records[job.candidate.label] = record
+                records[record.key] = record
                 advance()
-    return [records[c.label] for c in proposals]
+    return list(records.values())
 
 
 def trained_classifier(ctx: RunContext, record: TrainingRecord, in_features: int) -> nn.Module:

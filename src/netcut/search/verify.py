@@ -1,10 +1,11 @@
-"""Stage: measure a proposal's latency on the backend before it is reported (stored, so reruns decide alike)."""
+"""Stage: measure a proposal's latency in its backend's worker before it is reported (stored, so reruns decide
+alike)."""
 
 from __future__ import annotations
 
 from netcut.graph import example_input
-from netcut.latency.backends import bind, get_backend
-from netcut.latency.harness import environment, measure_interleaved
+from netcut.latency.calibration import as_batches
+from netcut.latency.harness import environment
 from netcut.model import build_trn
 from netcut.search.context import RunContext
 from netcut.search.keys import latency_key
@@ -13,17 +14,21 @@ from netcut.types import Percentiles
 
 
 def measure_candidate(ctx: RunContext, candidate: Candidate) -> Percentiles:
-    """The candidate's TRN timed with the harness (with the dataset's head), or its stored measurement."""
+    """The candidate's TRN (the dataset's head) converted and timed in its runtime, or its stored measurement."""
     net = ctx.networks[candidate.model]
-    key = latency_key(candidate.id, net.traced.fingerprint(), "verified", ctx.device_key, ctx.config.batch,
+    c = candidate.id
+    key = latency_key(c, net.traced.fingerprint(), "verified", ctx.device_keys[c.backend], ctx.config.batch,
                       ctx.dataset.num_classes)
     stored = ctx.store.get_latency(key)
     if stored is not None:
         return stored.latency
-    backend = get_backend(ctx.config.backend, ctx.threads)
-    model = build_trn(net.traced, candidate.cut, ctx.dataset.num_classes, own_weights=False)
+    session = ctx.session(net, c.backend, c.precision)
     x = example_input(net.traced.input_size, ctx.config.batch)
-    stats = measure_interleaved({"trn": bind(backend, model, x)}, ctx.config.harness(), sync=backend.sync())["trn"]
-    ctx.store.put_latencies([LatencyRecord(key, candidate.id, net.traced.fingerprint(), "verified", stats.only(),
-                                           environment(backend.name, ctx.threads))])
+    calibration = as_batches(session.images, ctx.config.batch) if session.images is not None else None
+    size = session.add("verify", build_trn(net.traced, candidate.cut, ctx.dataset.num_classes, own_weights=False),
+                       x, calibration)
+    stats = session.time(["verify"], ctx.config.harness()).stats["verify"]
+    session.clear()
+    ctx.store.put_latencies([LatencyRecord(key, c, net.traced.fingerprint(), "verified", stats.only(),
+                                           environment(c.backend, ctx.threads, session.versions()), size)])
     return stats.only()

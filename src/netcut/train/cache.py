@@ -18,14 +18,38 @@ from netcut.graph import TracedNetwork, build_extractor
 from netcut.progress import QUIET, Reporter
 from netcut.train.loop import augment
 
+Features = tuple[dict[str, np.ndarray], np.ndarray]  # cut name -> (N, C) pooled features, and the targets
+
 
 def cache_key(traced: TracedNetwork, weights_hash: str, cut_names: list[str], dataset: Dataset,
-              views: int, seed: int) -> str:
-    """Everything the cached numbers depend on: architecture, weights, cuts, data, transform, augmentation."""
+              views: int, seed: int, runtime: dict[str, Any] | None = None) -> str:
+    """Everything the cached numbers depend on: architecture, weights, cuts, data, transform, augmentation, and
+    for quantized features the runtime, its version and the precision."""
     b = traced.backbone
     parts = {"arch": traced.fingerprint(), "weights": weights_hash, "cuts": cut_names, "data": dataset.fingerprint(),
-             "transform": [traced.input_size, list(b.mean), list(b.std)], "views": views, "seed": seed, "v": 1}
+             "transform": [traced.input_size, list(b.mean), list(b.std)], "views": views, "seed": seed, "v": 1,
+             "runtime": runtime}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def load_cached(path: Path, cut_names: list[str], reporter: Reporter = QUIET) -> Features | None:
+    """Features saved by save_cached, or None if missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            return {c: data[f"cut:{_safe(c)}"] for c in cut_names}, data["targets"]
+    except (OSError, KeyError, ValueError):
+        reporter.note(f"feature cache {path} is unreadable; recomputing it")
+        return None
+
+
+def save_cached(path: Path, features: Features) -> None:
+    """Save features atomically."""
+    buffer = io.BytesIO()
+    arrays: dict[str, Any] = {f"cut:{_safe(c)}": v for c, v in features[0].items()}
+    np.savez(buffer, targets=features[1], **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def extract_features(traced: TracedNetwork, cut_names: list[str], dataset: Dataset, split: str,
@@ -59,20 +83,13 @@ def _safe(name: str) -> str:
 
 def cached_features(cache_dir: Path, traced: TracedNetwork, cut_names: list[str], dataset: Dataset, split: str,
                     weights_hash: str, views: int = 0, seed: int = 0, batch_size: int = 64,
-                    reporter: Reporter = QUIET) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                    reporter: Reporter = QUIET) -> Features:
     """Features from the on-disk cache, computing (one pass) and saving them atomically when missing."""
     key = cache_key(traced, weights_hash, cut_names, dataset, views if split == "train" else 0, seed)
     path = Path(cache_dir) / key / f"{split}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as data:
-                features = {c: data[f"cut:{_safe(c)}"] for c in cut_names}
-                return features, data["targets"]
-        except (OSError, KeyError, ValueError):
-            reporter.note(f"feature cache {path} is unreadable; recomputing it")
-    features, targets = extract_features(traced, cut_names, dataset, split, batch_size, views, seed, reporter)
-    buffer = io.BytesIO()
-    arrays: dict[str, Any] = {f"cut:{_safe(c)}": v for c, v in features.items()}
-    np.savez(buffer, targets=targets, **arrays)
-    write_atomic(path, buffer.getvalue())
-    return features, targets
+    cached = load_cached(path, cut_names, reporter)
+    if cached is not None:
+        return cached
+    features = extract_features(traced, cut_names, dataset, split, batch_size, views, seed, reporter)
+    save_cached(path, features)
+    return features

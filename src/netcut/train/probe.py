@@ -45,11 +45,23 @@ class HeadResult:
     seconds: float
 
 
-def _fold_standardization(model: nn.Sequential, mean: torch.Tensor, std: torch.Tensor) -> None:
-    """Make the first Linear accept raw features: W' = W/σ, b' = b − W'·μ (exact at eval time)."""
+def standardization(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, std, alive): features (nearly) constant over the training set are dead: they carry nothing, and
+    dividing by their tiny spread would make weights explode on the first value that differs (int8 features of
+    a wide layer are often exactly constant)."""
+    mean, std = x.mean(0), x.std(0)
+    spread = std[std > 1e-6]
+    floor = max(1e-6, 1e-3 * float(spread.median())) if spread.numel() else 1e-6
+    alive = std > floor
+    return mean, torch.where(alive, std, torch.ones_like(std)), alive
+
+
+def _fold_standardization(model: nn.Sequential, mean: torch.Tensor, std: torch.Tensor, alive: torch.Tensor) -> None:
+    """Make the first Linear accept raw features: W' = W/σ (0 for dead features), b' = b − W'·μ (exact at eval)."""
     first = next(m for m in model if isinstance(m, nn.Linear))
     with torch.no_grad():
         first.weight.div_(std)
+        first.weight[:, ~alive] = 0.0
         first.bias.sub_(first.weight @ mean)
 
 
@@ -62,9 +74,9 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
     generator = torch.Generator().manual_seed(config.seed)
     x = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
     y = torch.from_numpy(train_y)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    xs = (x - mean) / std
-    vx = (torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32)) - mean) / std
+    mean, std, alive = standardization(x)
+    xs = ((x - mean) / std) * alive
+    vx = ((torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32)) - mean) / std) * alive
     vy = torch.from_numpy(val_y)
     model = classifier(x.shape[1], num_classes, config.head)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -85,7 +97,7 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
             if stopper.update(model, score):
                 break
     model.load_state_dict(stopper.state)
-    _fold_standardization(model, mean, std)
+    _fold_standardization(model, mean, std, alive)
     model.eval()
     with torch.no_grad():
         val = evaluate(model(torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))), vy)

@@ -1,47 +1,17 @@
-"""ONNX Runtime backend (CPU execution provider). Imported only when asked for."""
+"""ONNX Runtime backend: torch's ONNX exporter, static int8 as QDQ; the runtime itself runs in a worker."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import sys
-import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from netcut.errors import NetcutError
-
-
-def _import_ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise NetcutError("onnxruntime is not installed", "pip install onnxruntime onnx (or `make test` sets it up)") \
-            from exc
-    return onnxruntime
-
-
-@contextlib.contextmanager
-def _silenced() -> Iterator[None]:
-    """Hide what exporters print (whole IR graphs on failure, from Python and native code alike)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    try:
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for fd in saved:
-                os.dup2(devnull.fileno(), fd)
-            yield
-    finally:
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
+from netcut.latency.backends import silenced, synthetic
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, what: str = "model") -> bytes:
@@ -53,8 +23,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, what: str = "model") ->
     for dynamo in (False, True):
         buffer = io.BytesIO()
         try:
-            with _silenced():
-                kwargs: dict[str, Any] = {"dynamo": dynamo, "input_names": ["input"], "output_names": ["output"],
+            with silenced():
+                kwargs: dict[str, object] = {"dynamo": dynamo, "input_names": ["input"], "output_names": ["output"],
                           "opset_version": 17 if not dynamo else 18}
                 if dynamo:
                     kwargs["verbose"] = False
@@ -63,57 +33,77 @@ def export_onnx(model: nn.Module, example: torch.Tensor, what: str = "model") ->
         except Exception as exc:  # exporters raise many types; the message names the op
             errors.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}")
     raise NetcutError(f"ONNX export of {what} failed: {errors[0]}",
-                      "use --backend torch, or replace the unsupported op named above")
+                      "use another --backend (litert converts without ONNX), or replace the unsupported op")
 
 
-# ONNX Runtime's global thread pool belongs to the process and can be sized once; remember its size.
-# One shared pool matters: per-session pools spin after each run and steal the cores from the next session,
-# which made interleaved measurements up to 5x too slow.
-_global_pool_threads: int | None = None
+class _Calibration:
+    """Feeds calibration inputs to ONNX Runtime's quantizer, one array at a time."""
+
+    def __init__(self, name: str, inputs: list[np.ndarray]) -> None:
+        self.name, self.items = name, iter(inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        item = next(self.items, None)
+        return None if item is None else {self.name: np.ascontiguousarray(item, dtype=np.float32)}
 
 
-def _shared_pool(ort: Any, threads: int) -> None:
-    global _global_pool_threads
-    if _global_pool_threads is None:
-        ort.set_global_thread_pool_sizes(threads, 1)
-        _global_pool_threads = threads
-    elif _global_pool_threads != threads:
-        raise NetcutError(f"ONNX Runtime already runs with {_global_pool_threads} threads in this process; "
-                          f"{threads} were asked for", "use one thread count per process (run netcut again)")
+FLOAT_HEAD_OPS = ("Gemm", "MatMul")  # a TRN's classifier stays float (a few thousand MACs); see quantize_onnx
+
+
+def head_nodes(onnx_bytes: bytes) -> list[str]:
+    """The TRN head's linear layers: their per-feature weight ranges (standardisation folded in) do not survive
+    per-tensor int8, and they cost almost nothing in float, so int8 TRNs keep them float."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    return [n.name for n in model.graph.node if n.name.startswith("/head/") and n.op_type in FLOAT_HEAD_OPS]
+
+
+def quantize_onnx(onnx_bytes: bytes, calibration: list[np.ndarray]) -> bytes:
+    """Static int8 QDQ: u8 activations, s8 weights per tensor (faster than s8/s8 per channel on CPUs without int8
+    dot products), calibrated with MinMax on the given inputs; float input and output stay, and so does a TRN's
+    classifier (head_nodes)."""
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as exc:
+        raise NetcutError("onnxruntime's quantization tools are not installed",
+                          "pip install onnxruntime onnx (or `make test`)") from exc
+
+    class Reader(_Calibration, CalibrationDataReader):
+        pass
+
+    with tempfile.TemporaryDirectory(prefix="netcut-quant-") as tmp, silenced():
+        source, prepared, target = Path(tmp) / "m.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
+        source.write_bytes(onnx_bytes)
+        try:
+            quant_pre_process(str(source), str(prepared))
+        except Exception:  # symbolic shape inference fails on some graphs; quantizing without it still works
+            prepared = source
+        quantize_static(str(prepared), str(target), Reader("input", calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False,
+                        nodes_to_exclude=head_nodes(prepared.read_bytes()))
+        return target.read_bytes()
+
+
+def convert_onnx(model: nn.Module, example: torch.Tensor, precision: str = "fp32",
+                 calibration: list[np.ndarray] | None = None) -> bytes:
+    """ONNX fp32, or int8 QDQ calibrated on `calibration` (synthetic inputs of the example's shape if None)."""
+    onnx_bytes = export_onnx(model, example)
+    if precision == "fp32":
+        return onnx_bytes
+    return quantize_onnx(onnx_bytes, calibration if calibration is not None else synthetic(example))
 
 
 class OnnxRuntimeBackend:
-    """Export with torch's ONNX exporter, run with ONNX Runtime's CPU provider at a fixed thread count."""
+    """Export with torch's ONNX exporter; run with ONNX Runtime's CPU provider."""
 
     name = "onnxruntime"
+    runtime = "onnxruntime"
+    format = "onnx"
+    precisions = ("fp32", "int8")
 
-    def __init__(self, threads: int, device: str = "cpu") -> None:
-        self.ort = _import_ort()
-        self.threads = threads
-        _shared_pool(self.ort, threads)
-
-    def session(self, onnx_bytes: bytes) -> Any:
-        """An InferenceSession on the shared thread pool with full graph optimisation."""
-        options = self.ort.SessionOptions()
-        options.use_per_session_threads = False
-        options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        return self.ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-
-    def compile(self, model: nn.Module, example: torch.Tensor) -> Callable[[Any], Any]:
-        """Export and build a session; the runner feeds a numpy array and returns the first output."""
-        session = self.session(export_onnx(model, example))
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
-
-    def to_native(self, x: torch.Tensor) -> Any:
-        """A contiguous float32 numpy array."""
-        return x.detach().cpu().contiguous().numpy()
-
-    def versions(self) -> dict:
-        """The onnxruntime version."""
-        return {"onnxruntime": self.ort.__version__, "ort_thread_pool": "global, shared by all sessions"}
-
-    def sync(self) -> None:
-        """ONNX Runtime's CPU provider is synchronous."""
-        return None
+    def convert(self, model: nn.Module, example: torch.Tensor, precision: str = "fp32",
+                calibration: list[np.ndarray] | None = None) -> bytes:
+        """ONNX (int8: QDQ)."""
+        return convert_onnx(model, example, precision, calibration)

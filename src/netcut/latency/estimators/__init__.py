@@ -1,6 +1,6 @@
 """Latency estimators behind a registry: measured (ground truth), empirical (profile once), analytical (a model).
 
-Each estimator is a function `estimate(traced, cuts, backend, settings, reporter, ground_truth) -> EstimatorRun`
+Each estimator is a function `estimate(traced, cuts, session, settings, reporter, ground_truth) -> EstimatorRun`
 in a module of its own, loaded lazily; `register_estimator` adds one without touching the core.
 """
 
@@ -15,7 +15,7 @@ from netcut.types import CutPoint, LatencyStats, Percentiles
 
 if TYPE_CHECKING:  # the registry stays importable without torch (the CLI lists its names)
     from netcut.graph import TracedNetwork
-    from netcut.latency.backends import Backend
+    from netcut.latency.backends import RuntimeSession
     from netcut.latency.settings import ProfileSettings
     from netcut.progress import Reporter
 
@@ -29,13 +29,14 @@ class EstimatorRun:
     cost_s: float
     details: dict[str, Any] = field(default_factory=dict)
     measured: dict[str, LatencyStats] = field(default_factory=dict)  # ground truth timed side by side, if asked
+    sizes: dict[str, int] = field(default_factory=dict)  # cut name -> the TRN's model file size in bytes
 
 
 class Estimator(Protocol):
     """Estimate every TRN's latency; with ground_truth, also measure them side by side where the method allows."""
 
-    def __call__(self, traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, settings: ProfileSettings,
-                 reporter: Reporter, ground_truth: bool = False) -> EstimatorRun: ...
+    def __call__(self, traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession,
+                 settings: ProfileSettings, reporter: Reporter, ground_truth: bool = False) -> EstimatorRun: ...
 
 
 _REGISTRY: dict[str, str | Estimator] = {
@@ -67,10 +68,10 @@ def get_estimator(name: str) -> Estimator:
     return target
 
 
-def run_estimator(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, settings: ProfileSettings,
+def run_estimator(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, settings: ProfileSettings,
                   reporter: Reporter, estimator: str | None = None, ground_truth: bool = False) -> EstimatorRun:
-    """Run one estimator (default: the settings' own) over the cuts."""
-    return get_estimator(estimator or settings.estimator)(traced, cuts, backend, settings, reporter, ground_truth)
+    """Run one estimator (default: the settings' own) over the cuts, in the session's backend and precision."""
+    return get_estimator(estimator or settings.estimator)(traced, cuts, session, settings, reporter, ground_truth)
 
 
 def accuracy_metrics(estimated: Any, measured: Any) -> dict[str, float]:

@@ -17,7 +17,7 @@ import numpy as np
 from netcut.errors import NetcutError
 from netcut.fsutil import read_json, write_json
 from netcut.graph import NodeInfo, TracedNetwork, ancestors, find_cuts
-from netcut.latency.backends import Backend
+from netcut.latency.backends import RuntimeSession
 from netcut.latency.estimators import EstimatorRun, accuracy_metrics
 from netcut.latency.estimators.measured import measure_trns
 from netcut.latency.harness import device_key, environment
@@ -172,13 +172,13 @@ def estimate_analytical(traced: TracedNetwork, cuts: list[CutPoint], model: Anal
     return EstimatorRun("analytical", estimates, time.perf_counter() - start, {"model_fit": model.fit})
 
 
-def model_path(backend: str, env: dict[str, Any]) -> Path:
-    """Where the fitted analytical model of this device/backend/threads is kept by default."""
+def model_path(backend: str, env: dict[str, Any], precision: str = "fp32") -> Path:
+    """Where the fitted analytical model of this device/backend/precision/threads is kept by default."""
     base = Path(os.environ.get("NETCUT_CACHE", Path.home() / ".cache" / "netcut"))
-    return base / f"analytical-{backend}-{device_key(env)}.json"
+    return base / f"analytical-{backend}-{precision}-{device_key(env)}.json"
 
 
-def calibrate(backend: Backend, settings: ProfileSettings, input_size: int = 224,
+def calibrate(session: RuntimeSession, settings: ProfileSettings, input_size: int = 224,
               networks: tuple[str, ...] = DEFAULT_CALIBRATION, reporter: Reporter = QUIET,
               save_to: Path | None = None) -> AnalyticalModel:
     """Measure the TRNs of a calibration set of networks on this device and fit the analytical model."""
@@ -186,19 +186,19 @@ def calibrate(backend: Backend, settings: ProfileSettings, input_size: int = 224
     from netcut.graph import trace
 
     threads = settings.harness.resolved_threads()
-    env = environment(backend.name, threads, backend.versions())
+    env = environment(session.name, threads, session.versions())
     samples, tails = {}, []
     for name in networks:
         reporter.note(f"calibrating the analytical model: {name}")
         traced = trace(load_backbone(name, "none"), input_size)
         cuts = find_cuts(traced, settings.granularity)
-        run = measure_trns(traced, cuts, backend, settings.harness, settings.num_classes, reporter)
+        run = measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter)
         samples[name] = ([trn_nodes(traced, c, settings.num_classes) for c in cuts],
                          np.array([run.estimates[c.name].p50 for c in cuts]))
         tails += [(run.estimates[c.name].p90 / run.estimates[c.name].p50,
                    run.estimates[c.name].p99 / run.estimates[c.name].p50) for c in cuts]
     tail = np.median(np.array(tails), axis=0)
-    model = fit_analytical(samples, backend.name, threads, env, device_key(env), (float(tail[0]), float(tail[1])))
+    model = fit_analytical(samples, session.name, threads, env, device_key(env), (float(tail[0]), float(tail[1])))
     if save_to is not None:
         write_json(save_to, model.to_dict())
     return model
@@ -216,24 +216,24 @@ def load_model(path: Path) -> AnalyticalModel:
             from exc
 
 
-def model_for(backend: Backend, settings: ProfileSettings, reporter: Reporter = QUIET) -> AnalyticalModel:
+def model_for(session: RuntimeSession, settings: ProfileSettings, reporter: Reporter = QUIET) -> AnalyticalModel:
     """The model named in the settings, else this device's default one (fitted on first use)."""
-    env = environment(backend.name, settings.harness.resolved_threads(), backend.versions())
+    env = environment(session.name, settings.harness.resolved_threads(), session.versions())
     given = Path(settings.analytical_model) if settings.analytical_model else None
-    path = given or model_path(backend.name, env)
+    path = given or model_path(session.name, env, session.precision)
     if path.is_file():
         model = load_model(path)
-        if model.backend != backend.name:
-            raise NetcutError(f"analytical model {str(path)!r} was fitted for {model.backend}, not {backend.name}",
-                              f"run `netcut calibrate --backend {backend.name}`")
+        if model.backend != session.name:
+            raise NetcutError(f"analytical model {str(path)!r} was fitted for {model.backend}, not {session.name}",
+                              f"run `netcut calibrate --backend {session.name}`")
         return model
     if given is not None:
         raise NetcutError(f"analytical model {str(path)!r} does not exist", "run `netcut calibrate --out PATH` first")
     reporter.note(f"no analytical model for this device and backend yet: fitting one (saved to {path})")
-    return calibrate(backend, settings, reporter=reporter, save_to=path)
+    return calibrate(session, settings, reporter=reporter, save_to=path)
 
 
-def estimate(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, settings: ProfileSettings,
+def estimate(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, settings: ProfileSettings,
              reporter: Reporter, ground_truth: bool = False) -> EstimatorRun:
     """Registry entry: predictions of this device's fitted model (ground truth is not measured here)."""
-    return estimate_analytical(traced, cuts, model_for(backend, settings, reporter), settings.num_classes)
+    return estimate_analytical(traced, cuts, model_for(session, settings, reporter), settings.num_classes)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from netcut.graph import TracedNetwork, build_extractor, build_segment, example_input
-from netcut.latency.backends import Backend, bind
+from netcut.graph import TracedNetwork, build_segment, example_input
+from netcut.latency.backends import RuntimeSession
+from netcut.latency.calibration import as_batches, calibration_images, segment_inputs
 from netcut.latency.estimators import EstimatorRun
-from netcut.latency.harness import ChainCall, HarnessConfig, measure_interleaved
+from netcut.latency.estimators.measured import LATENCY_CALIBRATION
+from netcut.latency.harness import HarnessConfig
 from netcut.latency.settings import ProfileSettings
 from netcut.model import build_head, build_trn
 from netcut.progress import QUIET, Reporter
@@ -60,7 +61,7 @@ def _size(cut: CutPoint) -> int:
     return c * h * w
 
 
-def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, config: HarnessConfig,
+def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, config: HarnessConfig,
                        num_classes: int = 10, reporter: Reporter = QUIET, calibration_points: int = 3,
                        ground_truth: list[CutPoint] | None = None) -> EstimatorRun:
     """Profile the backbone once as a chain of segments and derive every TRN's latency.
@@ -69,59 +70,80 @@ def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], backend: Bac
     real data flow and timestamps every segment: one pass costs about one full-network inference. A TRN's
     estimate is its segments' sum minus the per-call overhead counted for each extra call, scaled by a factor
     calibrated on a few measured TRNs (for what is not additive), plus its head (pool + linear, linear in the
-    activation size, fitted from the smallest and largest heads).
+    activation size, fitted from the smallest and largest heads). Everything is converted for the session's backend
+    and precision and timed, interleaved, in its worker.
 
     ground_truth: TRNs to measure in the same interleaved run (side by side, for judging the estimate); their
     stats land in run.measured and their time is not the estimator's cost.
     """
     start = time.perf_counter()
     x = example_input(traced.input_size, config.batch)
-    with torch.inference_mode():
-        activations = build_extractor(traced, [c.name for c in cuts])(x)
-    calibration = _calibration_cuts(cuts, calibration_points)
+    shapes = {c.name: (config.batch, *c.shape) for c in cuts}
+    int8 = session.precision != "fp32"
+    images = calibration_images(traced, session.images, LATENCY_CALIBRATION) if int8 else None
+    activations = segment_inputs(traced, images, [c.name for c in cuts]) if images is not None else {}
+
+    def calibration(cut: str | None) -> list[np.ndarray] | None:
+        if images is None:
+            return None
+        return as_batches(images if cut is None else activations[cut], config.batch)
+
+    def trn(cut: CutPoint) -> tuple[nn.Module, torch.Tensor, list[np.ndarray] | None]:
+        return build_trn(traced, cut, num_classes, own_weights=False), x, calibration(None)
+
+    calibration_cuts = _calibration_cuts(cuts, calibration_points)
     by_size = sorted(range(len(cuts)), key=lambda i: _size(cuts[i]))
     head_cuts = sorted({by_size[0], by_size[-1]})
-    calls: dict[str, Callable[[], Any]] = {}
-    with reporter.bar(f"preparing the profile ({backend.name})", len(cuts) + len(calibration) + len(head_cuts) + 1) \
-            as advance:
-        runners, previous = [], None
-        for cut in cuts:
-            runners.append(backend.compile(build_segment(traced, previous, cut.name), x if previous is None
-                                           else activations[len(runners) - 1]))
-            previous = cut.name
+    sizes: dict[str, int] = {}
+    jobs: list[tuple[str, Any]] = []  # (name, () -> (module, example, calibration inputs))
+    previous: str | None = None
+    for k, cut in enumerate(cuts):
+        jobs.append((f"seg:{k}", lambda p=previous, c=cut: (build_segment(traced, p, c.name),
+                                                             x if p is None else torch.zeros(shapes[p]),
+                                                             calibration(p))))
+        previous = cut.name
+    for i in head_cuts:
+        jobs.append((f"head:{i}", lambda i=i: (build_head(cuts[i].shape[0], num_classes).eval(),
+                                              torch.zeros(shapes[cuts[i].name]), calibration(cuts[i].name))))
+    jobs.append(("overhead", lambda: (_Tiny(), torch.zeros(1, 1, 1, 1), calibration_tiny(int8))))
+    for cut in calibration_cuts:
+        jobs.append((f"trn:{cut.name}", lambda c=cut: trn(c)))
+    prepared_jobs = len(jobs)
+    for cut in ground_truth or []:
+        if f"trn:{cut.name}" not in dict(jobs):
+            jobs.append((f"trn:{cut.name}", lambda c=cut: trn(c)))
+    convert_s = 0.0
+    with reporter.bar(f"converting the profile ({session.name}, {session.precision})", len(jobs)) as advance:
+        for index, (name, make) in enumerate(jobs):
+            t = time.perf_counter()
+            model, example, inputs = make()
+            sizes[name] = session.add(name, model, example, inputs)
+            if index >= prepared_jobs:
+                convert_s += time.perf_counter() - t  # ground truth is not the estimator's cost
             advance()
-        chain = ChainCall(runners, backend.to_native(x), backend.sync())
-        calls["chain"] = chain
-        for i in head_cuts:
-            calls[f"head:{i}"] = bind(backend, build_head(cuts[i].shape[0], num_classes).eval(), activations[i])
-            advance()
-        calls["overhead"] = bind(backend, _Tiny(), torch.zeros(1, 1, 1, 1))
-        advance()
-        for cut in calibration:
-            calls[f"trn:{cut.name}"] = bind(backend, build_trn(traced, cut, num_classes, own_weights=False), x)
-            advance()
-    prepared = time.perf_counter()
-    extra = [c for c in (ground_truth or []) if f"trn:{c.name}" not in calls]
-    for cut in extra:
-        calls[f"trn:{cut.name}"] = bind(backend, build_trn(traced, cut, num_classes, own_weights=False), x)
-    resumed = time.perf_counter()
-    with reporter.bar("profiling", config.warmup + config.repeats) as advance:
-        stats = measure_interleaved(calls, config, progress=lambda d, t: advance(), sync=backend.sync())
+    chain = [f"seg:{k}" for k in range(len(cuts))]
+    timed = ["chain"] + [name for name, _ in jobs if not name.startswith("seg:")]
+    reporter.note(f"profiling {len(cuts)} segments and {len(timed) - 1} reference models interleaved in the "
+                  f"{session.name} worker ({config.warmup}+{config.repeats} rounds)")
+    result = session.time(timed, config, {"chain": chain})
+    session.clear()
+    stats, stages = result.stats, result.stages["chain"]
+    extra = [c for c in (ground_truth or []) if c not in calibration_cuts]
     measured_s = sum(sum(stats[f"trn:{c.name}"].samples) for c in extra) / 1e3 * (1 + config.warmup / config.repeats)
-    stages = chain.stats(config.warmup)
     overhead = stats["overhead"].p50
     # head ≈ a + b·(C·H·W): two points fix the line
-    sizes = [_size(cuts[i]) for i in head_cuts]
+    head_sizes = [_size(cuts[i]) for i in head_cuts]
     heads = [stats[f"head:{i}"].p50 for i in head_cuts]
-    slope = (heads[-1] - heads[0]) / (sizes[-1] - sizes[0]) if len(heads) > 1 and sizes[-1] != sizes[0] else 0.0
+    slope = (heads[-1] - heads[0]) / (head_sizes[-1] - head_sizes[0]) \
+        if len(heads) > 1 and head_sizes[-1] != head_sizes[0] else 0.0
     raw, boundary, total, moved = {}, {}, 0.0, 0.0
     for k, cut in enumerate(cuts):
         total += stages[k].p50
         moved += 4.0 * config.batch * _size(cut)
         raw[cut.name] = max(total - k * overhead, 1e-3)  # k+1 stage calls stand for one real call
         boundary[cut.name] = moved / 1e6  # MB returned by the chain's stages, which the real TRN never copies out
-    head = {c.name: max(heads[0] + slope * (_size(c) - sizes[0]) - overhead, 0.0) for c in cuts}
-    names = [c.name for c in calibration]
+    head = {c.name: max(heads[0] + slope * (_size(c) - head_sizes[0]) - overhead, 0.0) for c in cuts}
+    names = [c.name for c in calibration_cuts]
     scale, per_mb = _fit_calibration(np.array([raw[n] for n in names]), np.array([boundary[n] for n in names]),
                                      np.array([stats[f"trn:{n}"].p50 - head[n] for n in names]))
     tail90 = float(np.median([stats[f"trn:{n}"].p90 / stats[f"trn:{n}"].p50 for n in names]))
@@ -132,14 +154,34 @@ def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], backend: Bac
         estimates[cut.name] = Percentiles(p50, p50 * tail90, p50 * tail99)
     details = {"scale": scale, "boundary_ms_per_mb": per_mb, "overhead_ms": overhead, "calibration_cuts": names,
                "tail_p90": tail90, "tail_p99": tail99, "segments_ms": {c.name: s.p50 for c, s in zip(cuts, stages)}}
-    cost = time.perf_counter() - start - (resumed - prepared) - measured_s
-    run = EstimatorRun("empirical", estimates, cost, details)
+    cost = time.perf_counter() - start - convert_s - measured_s
+    run = EstimatorRun("empirical", estimates, cost, details, sizes=_trn_sizes(cuts, sizes, head_cuts))
     run.measured = {c.name: stats[f"trn:{c.name}"] for c in (ground_truth or [])}
     return run
 
 
-def estimate(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, settings: ProfileSettings,
+def calibration_tiny(int8: bool) -> list[np.ndarray] | None:
+    """Calibration inputs of the overhead model."""
+    return [np.random.default_rng(0).standard_normal((1, 1, 1, 1)).astype(np.float32) for _ in range(4)] \
+        if int8 else None
+
+
+def _trn_sizes(cuts: list[CutPoint], files: dict[str, int], head_cuts: list[int]) -> dict[str, int]:
+    """Each TRN's model file size from its segments' files, its head's and the empty model's (the per-file cost
+    counted once): exact where a TRN was converted whole."""
+    empty = files["overhead"]
+    heads = [(_size(cuts[i]), files[f"head:{i}"]) for i in head_cuts]
+    sizes, prefix = {}, 0
+    for k, cut in enumerate(cuts):
+        prefix += files[f"seg:{k}"] - empty
+        head = heads[0][1] if len(heads) == 1 or heads[-1][0] == heads[0][0] else heads[0][1] + (
+            heads[-1][1] - heads[0][1]) * (_size(cut) - heads[0][0]) / (heads[-1][0] - heads[0][0])
+        sizes[cut.name] = files.get(f"trn:{cut.name}", int(prefix + head))
+    return sizes
+
+
+def estimate(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, settings: ProfileSettings,
              reporter: Reporter, ground_truth: bool = False) -> EstimatorRun:
     """Registry entry: the empirical estimate, every TRN also measured side by side when ground_truth."""
-    return estimate_empirical(traced, cuts, backend, settings.harness, settings.num_classes, reporter,
+    return estimate_empirical(traced, cuts, session, settings.harness, settings.num_classes, reporter,
                               ground_truth=cuts if ground_truth else None)

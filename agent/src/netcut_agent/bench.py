@@ -1,0 +1,83 @@
+"""Models loaded in one runtime, timed together with the shared rules (interleaved rounds, chains of stages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netcut_agent.runtimes import Runner, Runtime
+from netcut_agent.stats import LatencyStats
+from netcut_agent.timing import ChainCall, TimingConfig, measure_interleaved
+
+
+def example(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A deterministic float32 input of a given shape (latency does not depend on the values)."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@dataclass
+class TimingResult:
+    """Stats per timed model or chain, and per stage of each chain."""
+
+    stats: dict[str, LatencyStats]
+    stages: dict[str, list[LatencyStats]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"stats": {k: v.to_json() for k, v in self.stats.items()},
+                "stages": {k: [s.to_json() for s in v] for k, v in self.stages.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TimingResult:
+        """Inverse of to_json."""
+        return cls({k: LatencyStats.from_json(v) for k, v in d["stats"].items()},
+                   {k: [LatencyStats.from_json(s) for s in v] for k, v in d.get("stages", {}).items()})
+
+
+class Bench:
+    """Loaded models of one runtime, by name, each with its input."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.models: dict[str, tuple[Runner, np.ndarray]] = {}
+
+    def load(self, name: str, payload: bytes, input_shape: tuple[int, ...]) -> None:
+        """Load a model (replacing one of the same name) with a deterministic input of its shape."""
+        self.models[name] = (self.runtime.load(payload), example(tuple(input_shape)))
+
+    def unload(self, names: list[str] | None = None) -> None:
+        """Forget models (all when names is None)."""
+        for name in list(self.models) if names is None else names:
+            self.models.pop(name, None)
+
+    def run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
+        """Run a loaded model on an input."""
+        return self.models[name][0](np.ascontiguousarray(x, dtype=np.float32))
+
+    def time(self, timed: list[str], config: TimingConfig, chains: dict[str, list[str]] | None = None
+             ) -> TimingResult:
+        """Time models and chains (stages run on the real data flow), interleaved round by round."""
+        calls: dict[str, Any] = {}
+        chain_calls: dict[str, ChainCall] = {}
+        chains = chains or {}
+        for name in timed:
+            if name in chains:
+                stages = chains[name]
+                runner_list = [self._first(self.models[s][0]) for s in stages]
+                chain_calls[name] = calls[name] = ChainCall(runner_list, self.models[stages[0]][1])
+            else:
+                runner, x = self.models[name]
+                calls[name] = _bound(runner, x)
+        stats = measure_interleaved(calls, config)
+        return TimingResult(stats, {n: c.stats(config.warmup) for n, c in chain_calls.items()})
+
+    @staticmethod
+    def _first(runner: Runner) -> Any:
+        """A chain stage passes its first output on."""
+        return lambda x: runner(x)[0]
+
+
+def _bound(runner: Runner, x: np.ndarray) -> Any:
+    return lambda: runner(x)
