@@ -17,16 +17,17 @@ def machine() -> dict:
     """The facts a reader needs to judge a timing."""
     import torch
 
-    from netcut.latency.harness import cpu_model
+    from netcut_agent.timing import cpu_model
 
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(sys.argv)}
-    try:
-        import onnxruntime
+    from importlib.metadata import PackageNotFoundError, version
 
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    for package in ("onnxruntime", "openvino", "ai-edge-litert", "litert-torch"):
+        try:
+            info[package] = version(package)
+        except PackageNotFoundError:
+            pass
     return info
 
 
@@ -35,8 +36,9 @@ def write(name: str, data: dict, markdown: str) -> None:
     DOCS.mkdir(exist_ok=True)
     (DOCS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     m = data["machine"]
+    runtimes = ", ".join(f"{p} {m[p]}" for p in ("onnxruntime", "openvino", "ai-edge-litert", "litert-torch")
+                         if p in m)
     header = (f"_Measured {m['date']} on {m['cpu']} ({m['cores']} cores), torch {m['torch']}"
-              f"{', onnxruntime ' + m['onnxruntime'] if 'onnxruntime' in m else ''}. Reproduce: "
-              f"`{m['command']}`._\n\n")
+              f"{', ' + runtimes if runtimes else ''}. Reproduce: `{m['command']}`._\n\n")
     (DOCS / f"{name}.md").write_text(markdown.replace("{header}", header))
     print(f"wrote docs/{name}.json and docs/{name}.md")

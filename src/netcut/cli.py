@@ -15,7 +15,7 @@ from netcut.export.formats import FORMATS
 from netcut.latency.backends import DEFAULT_BACKEND, PRECISIONS
 from netcut.latency.estimators import available_estimators
 from netcut.search.results import STRATEGIES
-from netcut.types import GRANULARITIES, PERCENTILES
+from netcut.types import GRANULARITIES, PERCENTILES, TRAIN_DEVICES
 
 if TYPE_CHECKING:
     from netcut.latency.harness import HarnessConfig
@@ -49,6 +49,32 @@ def _whole_at_least_one(what: str = "", note: str = "") -> Callable[[str], int]:
 
 
 _positive_int = _whole_at_least_one()
+
+
+def _duration(text: str) -> float:
+    """'10m', '900s', '1.5h' or plain seconds -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration like 10m, 900s or 1h, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"the budget must be a positive duration, got {text!r}")
+    return value
+
+
+def _blocks(text: str) -> int:
+    """'all' -> -1; a whole number of blocks ≥ 0."""
+    if text == "all":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected all or a number of blocks, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"fine-tune-blocks must be all or ≥ 0, got {value}")
+    return value
 _threads = _whole_at_least_one("threads", " (default: all cores)")
 
 
@@ -190,8 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=STRATEGIES, default="netcut",
                    help="netcut (retrain proposals only, default) or exhaustive")
     _add_granularity(p)
-    p.add_argument("--fine-tune-blocks", type=int, default=0, help="fine-tune the last K blocks of the top "
-                   "proposals from images (default 0: frozen trunk)")
+    p.add_argument("--budget", type=_duration, default=None,
+                   help="wall time for fine-tuning the promising candidates of every deadline, e.g. 10m, 900s, 1h "
+                        "(successive halving over epochs; without it, heads are trained on the frozen trunk only)")
+    p.add_argument("--fine-tune-blocks", type=_blocks, default=None,
+                   help="which layers fine-tuning trains: all (default once there is a budget) or the last K blocks")
+    p.add_argument("--fine-tune-epochs", type=_positive_int, default=8,
+                   help="the most epochs a candidate is fine-tuned (default 8)")
+    p.add_argument("--fine-tune-top", type=_positive_int, default=4,
+                   help="per deadline, how many of the best probes start successive halving (default 4)")
+    p.add_argument("--train-device", choices=TRAIN_DEVICES, default="cpu",
+                   help="where features are extracted and networks fine-tuned: cpu (default), cuda, or auto; "
+                        "latency is measured on the backend regardless")
     p.add_argument("--top-k", type=_positive_int, default=3, help="deepest feasible cuts proposed per backbone")
     p.add_argument("--input-size", type=_positive_int, default=None, help="input side in px (default: native)")
     p.add_argument("--limit-train", type=_positive_int, default=None, help="use at most N training images")
@@ -344,6 +380,8 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         backends=_names(args.backend), precisions=_names(args.precision), max_model_mb=args.max_model_mb,
         calibration_images=args.calibration_images,
         strategy=args.strategy, granularity=args.granularity, fine_tune_blocks=args.fine_tune_blocks,
+        fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
+        train_device=args.train_device,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
         seed=args.seed, run_dir=args.run_dir, threads=args.threads, weights=args.weights,
         head_hidden=args.head_hidden, epochs=args.epochs, repeats=args.repeats, warmup=args.warmup, batch=args.batch,

@@ -161,12 +161,20 @@ class ResultStore:
                 db.execute("INSERT OR REPLACE INTO artifacts (key, kind, blob) VALUES (:key, :kind, :blob)",
                            {"key": record.key, "kind": artifact_kind, "blob": blob})
 
-    def get_artifact(self, key: str) -> dict[str, torch.Tensor] | None:
-        """The stored weights of a training record."""
+    def put_artifact(self, key: str, artifact: dict[str, Any], kind: str) -> None:
+        """Save (or replace) an artifact alone, e.g. a fine-tuning checkpoint after every epoch."""
+        buffer = io.BytesIO()
+        torch.save(artifact, buffer)
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO artifacts (key, kind, blob) VALUES (:key, :kind, :blob)",
+                       {"key": key, "kind": kind, "blob": buffer.getvalue()})
+
+    def get_artifact(self, key: str) -> dict[str, Any] | None:
+        """The stored weights of a training record (or another artifact: tensors, numbers, nested dicts)."""
         row = self.db.execute("SELECT blob FROM artifacts WHERE key=?", (key,)).fetchone()
         if row is None:
             return None
-        state: dict[str, torch.Tensor] = torch.load(io.BytesIO(row["blob"]), map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(io.BytesIO(row["blob"]), map_location="cpu", weights_only=True)
         return state
 
     def count_records(self) -> int:

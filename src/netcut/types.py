@@ -8,9 +8,10 @@ from typing import Any
 
 from netcut_agent.stats import PERCENTILES, LatencyStats, Percentiles
 
-__all__ = ["GRANULARITIES", "PERCENTILES", "CandidateId", "CutPoint", "LatencyStats", "Percentiles"]
+__all__ = ["GRANULARITIES", "PERCENTILES", "TRAIN_DEVICES", "CandidateId", "CutPoint", "LatencyStats", "Percentiles"]
 
 GRANULARITIES = ("block", "layer")  # block: ends of blocks and stages; layer: every legal cut point
+TRAIN_DEVICES = ("cpu", "cuda", "auto")  # where features are extracted and networks fine-tuned
 
 
 @dataclass(frozen=True)

@@ -151,15 +151,17 @@ def test_soft_labels_explore_with_angular_similarity(cli, tmp_path, photo_folder
     assert "top1_agreement" in chosen["metrics"]
 
 
-def test_fine_tuning_the_top_proposals(cli, tmp_path):
-    result = explore(cli, tmp_path, "--deadline", "1000", "--fine-tune-blocks", "1", "--json", "--no-report",
-                     models="efficientnet_lite0")
+def test_fine_tuning_the_last_block_of_the_top_proposals(cli, tmp_path):
+    result = explore(cli, tmp_path, "--deadline", "1000", "--fine-tune-blocks", "1", "--fine-tune-top", "2",
+                     "--fine-tune-epochs", "2", "--json", "--no-report", models="efficientnet_lite0")
     assert result.returncode == 0, result.stderr
     import sqlite3
 
     db = sqlite3.connect(tmp_path / "netcut.sqlite")
-    assert db.execute("SELECT COUNT(*) FROM candidates WHERE finetune_blocks=1").fetchone()[0] == 2
-    assert not math.isnan(json.loads(result.stdout)["chosen"]["score"])
+    tuned = db.execute("SELECT cut FROM candidates WHERE finetune_blocks=1").fetchall()
+    assert 2 <= len(tuned) <= 3 and ("bn2",) in tuned  # the top 2, and the full network as the baseline
+    data = json.loads(result.stdout)
+    assert not math.isnan(data["chosen"]["score"]) and data["best_off_the_shelf_fine_tuned"]["cut"] == "bn2"
 
 
 def test_python_api_with_a_user_module_and_dataset(tmp_path):

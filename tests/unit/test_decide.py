@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from netcut.errors import NetcutError
-from netcut.search.decide import best_off_the_shelf, decide, pick_for_fine_tuning, relative_gain
+from netcut.search.decide import (
+    best_fine_tuned_off_the_shelf,
+    best_off_the_shelf,
+    best_probe,
+    decide,
+    fine_tune_plan,
+    relative_gain,
+)
 from netcut.search.pareto import frontier, pareto_front
 from netcut.search.proposals import parse_deadlines, propose, union
 from netcut.search.results import Deadline
@@ -110,10 +117,24 @@ def test_a_fine_tuned_record_beats_its_probe_when_it_validates_better():
     assert base.candidate == B[4] and base.record.finetune_blocks == 0
 
 
-def test_pick_for_fine_tuning_takes_the_best_feasible_probes():
-    records = [probe(A[1], 0.6), probe(A[4], 0.9), probe(B[3], 0.95), probe(B[1], 0.7)]
-    picks = pick_for_fine_tuning(Deadline(6.0, margin=0.0), ALL, records, top=2)
-    assert [c for c, _ in picks] == [A[4], B[1]]  # B[3] (8 ms) does not meet 6 ms
+def test_the_fine_tuning_plan_takes_the_best_feasible_probes_and_the_fair_baseline():
+    records = [probe(A[1], 0.6), probe(A[4], 0.9), probe(B[3], 0.95), probe(B[1], 0.7), probe(A[3], 0.92)]
+    pool, baseline = fine_tune_plan(Deadline(6.0, margin=0.0), ALL, records, top=2)
+    assert [c for c, _ in pool] == [A[3], A[4]]  # B[3] (8 ms) does not meet 6 ms
+    assert baseline is not None and baseline[0] == A[4]  # the only full network meeting 6 ms
+    pool, baseline = fine_tune_plan(Deadline(2.5, margin=0.0), ALL, records, top=2)
+    assert [c for c, _ in pool] == [A[1]] and baseline is None  # no full network meets 2.5 ms
+
+
+def test_fine_tuned_baseline_and_best_probe():
+    records = [probe(A[3], 0.80), probe(A[4], 0.75), probe(A[4], 0.85, blocks=-1), probe(A[2], 0.88, blocks=-1)]
+    deadline = Deadline(20.0)
+    assert best_probe(deadline, ALL, records).candidate == A[3]
+    tuned = best_fine_tuned_off_the_shelf(deadline, ALL, records)
+    assert tuned.candidate == A[4] and tuned.record.finetune_blocks == -1
+    decision = decide(deadline, ALL, [A[2], A[3], A[4]], records, {}, verify=False)
+    assert decision.chosen.candidate == A[2] and decision.best_off_the_shelf_fine_tuned == tuned
+    assert decision.best_off_the_shelf.record.finetune_blocks == 0
 
 
 def test_relative_gain():
@@ -138,5 +159,5 @@ def test_each_runtime_and_precision_gets_its_own_proposals_and_the_size_budget_f
     assert [c.label for c in int8 if budget.admits(c)] == [f"a@blocks.{i}" for i in range(4)]
     # a fine-tuned fp32 record is picked once per network and cut, whichever backends share it
     twin = candidate("a", 4, 5.0, backend="openvino")
-    picks = pick_for_fine_tuning(Deadline(20.0), A + [twin], [probe(A[4], 0.9), probe(A[2], 0.7)], top=2)
-    assert [c.cut.name for c, _ in picks] == ["blocks.4", "blocks.2"]
+    pool, _ = fine_tune_plan(Deadline(20.0), A + [twin], [probe(A[4], 0.9), probe(A[2], 0.7)], top=2)
+    assert [c.cut.name for c, _ in pool] == ["blocks.4", "blocks.2"]

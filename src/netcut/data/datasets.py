@@ -61,6 +61,7 @@ class Dataset:
     skipped: int = 0  # unreadable images left out
     notes: list[str] = field(default_factory=list)
     preprocessing: str = ARRAY_PREPROCESSING  # how images become the network's input (recorded in export manifests)
+    flip_invariant: bool = False  # whether a mirrored image keeps its label (fine-tuning augments with flips then)
     _fingerprint: str = field(default="", repr=False)
 
     @property
@@ -83,10 +84,10 @@ class Dataset:
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
-    def batches(self, split: str, size: int, mean: tuple, std: tuple, batch_size: int = 64
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(images, targets) batches of one split, in a fixed order."""
-        indices = self.splits[split]
+    def batches(self, split: str, size: int, mean: tuple, std: tuple, batch_size: int = 64,
+                order: np.ndarray | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, targets) batches of one split, in a fixed order (or in `order`, a permutation of the split)."""
+        indices = self.splits[split] if order is None else self.splits[split][order]
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             yield self.loader(chunk, size, mean, std), torch.from_numpy(self.targets[chunk])
@@ -163,7 +164,7 @@ def load_fashion_mnist(config: SplitConfig, root: Path = FASHION_MNIST_DIR) -> D
     targets = np.concatenate([train_y, test_y]).astype(np.int64)
     splits = _split(len(images), config, official_test=np.arange(len(train_x), len(images)))
     return Dataset("fashion-mnist", FASHION_MNIST_CLASSES, targets, splits, _array_loader(images),
-                   "fashion-mnist-idx-v1")
+                   "fashion-mnist-idx-v1", flip_invariant=True)
 
 
 def load_digits_dataset(config: SplitConfig) -> Dataset:
@@ -260,7 +261,8 @@ def load_folder(root: Path, config: SplitConfig, probe_size: int = 224) -> Datas
     targets = np.array(labels, dtype=np.int64)[ok]
     notes = [f"skipped {skipped} unreadable image(s) of {len(paths)}"] if skipped else []
     dataset = Dataset(f"folder:{root}", [d.name for d in class_dirs], targets, _split(len(targets), config),
-                      loader, _identity_of_files(paths, "folder"), skipped, notes, FILE_PREPROCESSING)
+                      loader, _identity_of_files(paths, "folder"), skipped, notes, FILE_PREPROCESSING,
+                      flip_invariant=True)
     return dataset
 
 
@@ -306,7 +308,7 @@ def load_soft_csv(path: Path, config: SplitConfig, probe_size: int = 224) -> Dat
     notes = [f"skipped {skipped} missing or unreadable image(s) of {len(rows)}"] if skipped else []
     return Dataset(f"csv:{path}", classes or [f"class_{i}" for i in range(k)], targets,
                    _split(len(targets), config), loader, _identity_of_files([path], "csv"), skipped, notes,
-                   FILE_PREPROCESSING)
+                   FILE_PREPROCESSING, flip_invariant=True)
 
 
 def from_torch_dataset(dataset: torch.utils.data.Dataset, classes: list[str], config: SplitConfig = SplitConfig(),

@@ -92,22 +92,32 @@ def print_result(out: Console, result: ExploreResult) -> None:
     metric = result.dataset.metric.replace("_", " ")
     table = Table(title=f"NetCut: {result.trained} of {len(result.candidates)} candidates retrained in "
                         f"{result.exploration_s:.1f} s")
-    for column in ("deadline", "chosen", "cut", "runtime", f"test {metric}", "measured p50", "estimated", "size",
-                   "best off-the-shelf", "gain"):
+    tuned_any = any(r.finetune_blocks for r in result.records)
+    columns = ["deadline", "chosen", "cut", "runtime", f"test {metric}", "measured p50", "estimated", "size",
+               "best off-the-shelf", "gain"] + (["fine-tuned baseline", "gain vs it"] if tuned_any else [])
+    for column in columns:
         table.add_column(column, justify="left" if column in ("chosen", "cut", "runtime", "best off-the-shelf")
                          else "right")
     for d in result.decisions:
         c, b = d.chosen, d.best_off_the_shelf
         if c is None:
             table.add_row(f"{d.deadline.ms:g} ms", "[red]none[/red]", d.reason or "", "", "", "",
-                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "", "")
+                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "", "", *([""] * 2 * tuned_any))
             continue
         gain = f"{relative_gain(c.score, b.score):+.1f}%" if b else "–"
         measured = "–" if c.latency_ms is None else f"{c.latency_ms:.2f} ms"
-        table.add_row(f"{d.deadline.ms:g} ms", c.model, c.cut + (" (full)" if c.candidate.is_full else ""),
-                      f"{c.candidate.id.backend} {c.candidate.id.precision}", f"{c.score:.4f}", measured,
-                      f"{c.candidate.estimate.p50:.2f} ms", f"{c.candidate.size_bytes / 1e6:.2f} MB",
-                      f"{b.model} {b.score:.4f}" if b else "none meets it", gain)
+        tuned = c.record.finetune_blocks != 0
+        cells = [f"{d.deadline.ms:g} ms", c.model,
+                 c.cut + (" (full)" if c.candidate.is_full else "") + (f" ft {c.record.metrics.get('epochs', '?')} ep"
+                                                                      if tuned else ""),
+                 f"{c.candidate.id.backend} {c.candidate.id.precision}", f"{c.score:.4f}", measured,
+                 f"{c.candidate.estimate.p50:.2f} ms", f"{c.candidate.size_bytes / 1e6:.2f} MB",
+                 f"{b.model} {b.score:.4f}" if b else "none meets it", gain]
+        if tuned_any:
+            t = d.best_off_the_shelf_fine_tuned
+            cells += [f"{t.model} {t.score:.4f}" if t else "–",
+                      f"{relative_gain(c.score, t.score):+.1f}%" if t else "–"]
+        table.add_row(*cells)
     out.print(table)
     for (backend, precision), group in frontiers(list(result.candidates), list(result.records)).items():
         front = Table(title=f"Pareto frontier of the retrained candidates: {backend}, {precision}")

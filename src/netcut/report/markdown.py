@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import html
 
-from netcut.search.decide import relative_gain
+from netcut.search.decide import best_probe, relative_gain
 from netcut.search.pareto import frontiers
-from netcut.search.results import Decision, ExploreResult
+from netcut.search.results import Choice, Decision, ExploreResult, TrainingRecord
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -23,7 +23,7 @@ def _chosen_row(result: ExploreResult, d: Decision) -> list[str]:
     gain = f"{relative_gain(c.score, b.score):+.2f}%" if b else "n/a (none meets it)"
     m = c.measured
     lines = [f"| {d.deadline.ms:g} ms | {c.model} | {c.cut}{' (full)' if c.candidate.is_full else ''}"
-             f"{' ft' + str(c.record.finetune_blocks) if c.record.finetune_blocks else ''} | "
+             f"{tuned_label(c.record)} | "
              f"{c.candidate.id.backend} {c.candidate.id.precision} | {c.score:.4f} | "
              f"{_fmt(m.p50 if m else None)} ms | {_fmt(m.p90 if m else None)} ms | "
              f"{_fmt(c.candidate.estimate.p50)} ms | {c.candidate.size_bytes / 1e6:.2f} MB | {base} | {gain} |"]
@@ -65,6 +65,7 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
             lines.append(f"| {c.model}{' (off-the-shelf)' if c.is_full else ''} | {c.cut.name} | "
                          f"{c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | {r.test_score:.4f} |")
         lines.append("")
+    lines += fine_tuning_section(result)
     lines += int8_section(result)
     lines += ["## Proposals", ""]
     for d in result.decisions:
@@ -77,6 +78,38 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
                      f"| {c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | {'yes' if probe else 'no'} | "
                      f"{_fmt(probe.test_score, 4) if probe else '–'} |")
     return "\n".join(lines) + "\n"
+
+
+def tuned_label(record: TrainingRecord) -> str:
+    """' (fine-tuned: all layers, 6 epochs)' for a fine-tuned record, '' for a probe."""
+    if not record.finetune_blocks:
+        return ""
+    layers = "all layers" if record.finetune_blocks < 0 else f"last {record.finetune_blocks} blocks"
+    return f" (fine-tuned: {layers}, {record.metrics.get('epochs', '?')} epochs)"
+
+
+def fine_tuning_section(result: ExploreResult) -> list[str]:
+    """Per deadline, frozen trunk against frozen trunk and fine-tuned against equally fine-tuned: the two gains."""
+    if not any(r.finetune_blocks for r in result.records):
+        return []
+    lines = ["## Fine-tuning, like with like", "",
+             "The baseline is the best off-the-shelf network (full backbone, new head) meeting the deadline; when "
+             "fine-tuning, it gets the same protocol and as many epochs as the candidates that survive successive "
+             "halving.", "",
+             "| deadline | best frozen-trunk TRN | frozen baseline | gain | fine-tuned choice | fine-tuned baseline "
+             "| gain |", "|---|---|---|---|---|---|---|"]
+    for d in result.decisions:
+        probe = best_probe(d.deadline, list(result.candidates), list(result.records))
+        base, tuned, chosen = d.best_off_the_shelf, d.best_off_the_shelf_fine_tuned, d.chosen
+
+        def cell(choice: Choice | None) -> str:
+            return "–" if choice is None else f"{choice.candidate.label} {choice.score:.4f}"
+
+        probe_gain = f"{relative_gain(probe.score, base.score):+.2f}%" if probe and base else "–"
+        tuned_gain = f"{relative_gain(chosen.score, tuned.score):+.2f}%" if chosen and tuned else "–"
+        lines.append(f"| {d.deadline.ms:g} ms | {cell(probe)} | {cell(base)} | {probe_gain} | "
+                     f"{cell(chosen)}{tuned_label(chosen.record) if chosen else ''} | {cell(tuned)} | {tuned_gain} |")
+    return lines + [""]
 
 
 def int8_section(result: ExploreResult) -> list[str]:

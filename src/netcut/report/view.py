@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from netcut.search.decide import best_probe, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.search.results import Candidate, Choice, Decision, ExploreResult
 
@@ -14,6 +15,7 @@ def choice_json(choice: Choice) -> dict[str, Any]:
     return {"model": c.model, "cut": c.cut.name, "is_full": c.is_full, "backend": c.id.backend,
             "precision": c.id.precision, "accuracy": r.accuracy, "metric": r.metric, "score": r.test_score,
             "val_score": r.val_score, "metrics": r.metrics.get("test", {}), "fine_tune_blocks": r.finetune_blocks,
+            "fine_tune_epochs": r.metrics.get("epochs", 0),
             "estimated_ms": c.estimate.p50, "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
             "latency_ms": None if m is None else m.p50, "latency_p90_ms": None if m is None else m.p90,
             "latency_p99_ms": None if m is None else m.p99, "macs": c.cut.macs, "params": c.cut.params,
@@ -39,6 +41,17 @@ def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decisi
     return row
 
 
+def gains(result: ExploreResult, decision: Decision) -> dict[str, float | None]:
+    """Relative gains over the best off-the-shelf network meeting the deadline, like with like: the best frozen-trunk
+    candidate against the frozen-trunk baseline, and the (fine-tuned) choice against the equally fine-tuned
+    baseline."""
+    probe = best_probe(decision.deadline, list(result.candidates), list(result.records))
+    base, tuned, chosen = decision.best_off_the_shelf, decision.best_off_the_shelf_fine_tuned, decision.chosen
+    return {"gain_probe_pct": relative_gain(probe.score, base.score) if probe and base else None,
+            "gain_fine_tuned_pct": relative_gain(chosen.score, tuned.score) if chosen and tuned else None,
+            "gain_pct": relative_gain(chosen.score, base.score) if chosen and base else None}
+
+
 def decision_json(result: ExploreResult, decision: Decision) -> dict[str, Any]:
     """One deadline's outcome."""
     by_id = {c.id: c for c in result.candidates}
@@ -50,7 +63,9 @@ def decision_json(result: ExploreResult, decision: Decision) -> dict[str, Any]:
                                      for r in decision.rejected],
         "chosen": None if decision.chosen is None else choice_json(decision.chosen),
         "best_off_the_shelf": None if decision.best_off_the_shelf is None else
-        choice_json(decision.best_off_the_shelf)}
+        choice_json(decision.best_off_the_shelf),
+        "best_off_the_shelf_fine_tuned": None if decision.best_off_the_shelf_fine_tuned is None else
+        choice_json(decision.best_off_the_shelf_fine_tuned), **gains(result, decision)}
     if decision.chosen is None and decision.fastest is not None:
         out.update({"fastest_ms": decision.fastest_ms, "fastest": by_id[decision.fastest].label,
                     "reason": decision.reason})
@@ -63,6 +78,7 @@ def explore_json(result: ExploreResult) -> dict[str, Any]:
         "deadlines": [decision_json(result, d) for d in result.decisions],
         "trained": result.trained, "newly_trained": result.newly_trained,
         "candidates_total": len(result.candidates), "exploration_s": result.exploration_s,
+        "stage_seconds": result.stage_seconds,
         "strategy": result.strategy,
         "frontier": [{"model": c.model, "cut": c.cut.name, "is_full": c.is_full, "backend": c.id.backend,
                       "precision": c.id.precision, "estimated_ms": c.estimate.p50, "score": r.test_score}

@@ -12,11 +12,17 @@ from netcut.latency.harness import HarnessConfig
 from netcut.latency.settings import ProfileSettings
 from netcut.model.head import HeadSpec
 from netcut.search.results import STRATEGIES
-from netcut.train.finetune import FineTuneConfig
+from netcut.train.finetune import ALL_BLOCKS, FineTuneConfig, resolve_device
 from netcut.train.probe import TrainConfig
-from netcut.types import PERCENTILES
+from netcut.types import PERCENTILES, TRAIN_DEVICES
 
-FINE_TUNE_TOP = 2  # per deadline, how many of the best frozen-trunk candidates are fine-tuned
+
+def cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,11 @@ class ExploreConfig:
     calibration_images: int = 128  # training images that calibrate int8 (at least MIN_CALIBRATION)
     strategy: str = "netcut"
     granularity: str = "block"
-    fine_tune_blocks: int = 0
-    fine_tune_epochs: int = 2
+    fine_tune_blocks: int | None = None  # None: no fine-tuning unless a budget is given; -1: every layer; K: last K
+    fine_tune_epochs: int = 8  # the most epochs any candidate gets (the schedule's horizon)
+    fine_tune_top: int = 4  # per deadline, how many of the best probes start successive halving
+    budget_s: float | None = None  # wall time for fine-tuning, all deadlines together; None: no limit
+    train_device: str = "cpu"  # cpu, cuda or auto: feature extraction and fine-tuning (not latency)
     top_k: int = 3
     input_size: int | None = None
     limit_train: int | None = None
@@ -67,8 +76,21 @@ class ExploreConfig:
             if getattr(self, name) < 1:
                 raise NetcutError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
                                   f"pass --{name.replace('_', '-')} 1 or more")
-        if self.fine_tune_blocks < 0:
-            raise NetcutError(f"fine-tune-blocks must be ≥ 0, got {self.fine_tune_blocks}", "pass 0 (frozen) or more")
+        if self.fine_tune_blocks is not None and self.fine_tune_blocks < ALL_BLOCKS:
+            raise NetcutError(f"fine-tune-blocks must be all or ≥ 0, got {self.fine_tune_blocks}",
+                              "pass --fine-tune-blocks all, or a number of blocks")
+        for name in ("fine_tune_epochs", "fine_tune_top"):
+            if getattr(self, name) < 1:
+                raise NetcutError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
+                                  f"pass --{name.replace('_', '-')} 1 or more")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise NetcutError(f"the fine-tuning budget must be positive, got {self.budget_s} s",
+                              "pass e.g. --budget 10m (or leave it out: no fine-tuning)")
+        if self.train_device not in TRAIN_DEVICES:
+            raise NetcutError(f"unknown train device {self.train_device!r}", f"use one of: {', '.join(TRAIN_DEVICES)}")
+        if resolve_device(self.train_device) == "cuda" and not cuda_available():
+            raise NetcutError("--train-device cuda, but no CUDA GPU is visible to PyTorch",
+                              "use --train-device cpu (or auto), or run on a machine with a GPU")
         if not self.deadlines or any(not d > 0 for d in self.deadlines):
             raise NetcutError("deadlines must be positive numbers of milliseconds", "pass e.g. --deadline 12")
         if not self.backends or not self.precisions:
@@ -100,9 +122,16 @@ class ExploreConfig:
         """How probes (heads on cached features) are trained."""
         return TrainConfig(epochs=self.epochs, seed=self.seed, head=HeadSpec(hidden=self.head_hidden))
 
-    def fine_tune_config(self) -> FineTuneConfig:
-        """How the best proposals are fine-tuned."""
-        return FineTuneConfig(blocks=self.fine_tune_blocks, epochs=self.fine_tune_epochs, seed=self.seed)
+    @property
+    def fine_tunes(self) -> bool:
+        """Whether the promising candidates are fine-tuned (a budget, or fine-tune blocks, was given)."""
+        return self.budget_s is not None or bool(self.fine_tune_blocks)
+
+    def fine_tune_config(self, flip: bool = False) -> FineTuneConfig:
+        """How the promising candidates are fine-tuned (every layer unless told otherwise)."""
+        blocks = ALL_BLOCKS if not self.fine_tune_blocks else self.fine_tune_blocks
+        return FineTuneConfig(blocks=blocks, max_epochs=self.fine_tune_epochs, flip=flip, seed=self.seed,
+                              device=resolve_device(self.train_device))
 
     def split_config(self) -> SplitConfig:
         """How the data is split and limited."""

@@ -35,16 +35,34 @@ def best_off_the_shelf(deadline: Deadline, candidates: list[Candidate], records:
     return Choice(ranked[0][1], ranked[0][0]) if ranked else None
 
 
-def pick_for_fine_tuning(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord],
-                         top: int) -> list[tuple[Candidate, TrainingRecord]]:
-    """The `top` feasible fp32 candidates with the best probes (one per network and cut, whatever the backend): the
-    ones worth fine-tuning for this deadline."""
+def fine_tune_plan(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord], top: int
+                   ) -> tuple[list[tuple[Candidate, TrainingRecord]], tuple[Candidate, TrainingRecord] | None]:
+    """What to fine-tune for a deadline: the `top` feasible fp32 candidates with the best probes (one per network
+    and cut, whatever the backend), and the fair baseline: the best off-the-shelf network meeting the deadline,
+    which gets the same protocol and as many epochs as the survivors."""
     probes = [r for r in records if r.finetune_blocks == 0]
     fp32 = [c for c in feasible(deadline, candidates) if c.id.precision == "fp32"]
     picks: dict[str, tuple[Candidate, TrainingRecord]] = {}
     for r, c in _ranked(fp32, probes):
         picks.setdefault(r.key, (c, r))
-    return list(picks.values())[:top]
+    pool = list(picks.values())[:top]
+    full = [(r, c) for r, c in _ranked([c for c in fp32 if c.is_full], probes)]
+    return pool, ((full[0][1], full[0][0]) if full else None)
+
+
+def best_probe(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord]) -> Choice | None:
+    """The best frozen-trunk candidate meeting the deadline (by validation): what NetCut chooses without
+    fine-tuning, reported beside the fine-tuned choice."""
+    ranked = _ranked(feasible(deadline, candidates), [r for r in records if r.finetune_blocks == 0])
+    return Choice(ranked[0][1], ranked[0][0]) if ranked else None
+
+
+def best_fine_tuned_off_the_shelf(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord]
+                                  ) -> Choice | None:
+    """The best fine-tuned full backbone meeting the deadline: the baseline a fine-tuned choice is compared with."""
+    tuned = [r for r in records if r.finetune_blocks != 0]
+    ranked = _ranked([c for c in feasible(deadline, candidates) if c.is_full], tuned)
+    return Choice(ranked[0][1], ranked[0][0]) if ranked else None
 
 
 def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Candidate],
@@ -55,9 +73,12 @@ def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Cand
 
     def outcome(chosen: Choice | None, rejected: list[Rejection], reason: str | None,
                 pending: CandidateId | None = None) -> Decision:
-        best = best_off_the_shelf(deadline, candidates, records) if admitted and pending is None else None
+        final = bool(admitted) and pending is None
+        best = best_off_the_shelf(deadline, candidates, records) if final else None
+        tuned = best_fine_tuned_off_the_shelf(deadline, candidates, records) if final else None
         return Decision(deadline, tuple(c.id for c in proposals), tuple(c.id for c in admitted), chosen, best,
-                        tuple(rejected), fastest.id, fastest.estimate.percentile(deadline.percentile), reason, pending)
+                        tuple(rejected), fastest.id, fastest.estimate.percentile(deadline.percentile), reason, pending,
+                        tuned)
 
     if not admitted:
         return outcome(None, [], "no candidate's estimated latency meets the deadline")

@@ -6,6 +6,8 @@ candidates → latency → proposals → training (probes, fine-tuning) → deci
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -17,48 +19,65 @@ from netcut.data.datasets import Dataset
 from netcut.latency.harness import environment
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
-from netcut.search.config import FINE_TUNE_TOP, ExploreConfig
+from netcut.search.config import ExploreConfig
 from netcut.search.context import Network, RunContext, dataset_info, load_data, load_networks
-from netcut.search.decide import decide, pick_for_fine_tuning
+from netcut.search.decide import decide
 from netcut.search.executors import Executor
+from netcut.search.finetuning import FineTuning
 from netcut.search.latency import estimate_latencies
 from netcut.search.proposals import propose, union
 from netcut.search.results import Candidate, Deadline, Decision, ExploreResult, TrainingRecord
 from netcut.search.snapshot import save_snapshot
-from netcut.search.training import fine_tune_candidate, train_probes
+from netcut.search.training import train_probes
 from netcut.search.verify import measure_candidate
 from netcut.store import ResultStore, run_lock
 from netcut.types import CandidateId, Percentiles
 
 
+class StageClock:
+    """Wall time per stage: `with clock("probes"): ...`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
 def decide_deadline(ctx: RunContext, deadline: Deadline, candidates: list[Candidate], proposals: list[Candidate],
-                    probes: list[TrainingRecord]) -> tuple[Decision, list[TrainingRecord]]:
-    """Fine-tune the best proposals (if asked), then decide, measuring each would-be winner until one holds."""
-    records = list(probes)
-    if ctx.config.fine_tune_blocks > 0:
-        for candidate, probe in pick_for_fine_tuning(deadline, candidates, probes, FINE_TUNE_TOP):
-            records.append(fine_tune_candidate(ctx, candidate, probe))
+                    records: list[TrainingRecord]) -> Decision:
+    """Decide, measuring each would-be winner until one holds."""
     by_id = {c.id: c for c in candidates}
     measured: dict[CandidateId, Percentiles] = {}
     while True:
         decision = decide(deadline, candidates, proposals, records, measured, ctx.config.verify)
         if decision.pending is None:
-            return decision, records
+            return decision
         measured[decision.pending] = measure_candidate(ctx, by_id[decision.pending])
 
 
 def run_stages(ctx: RunContext, started: float) -> ExploreResult:
     """Every stage for every deadline; each stage stores what it finishes."""
     config = ctx.config
-    candidates = estimate_latencies(ctx)
+    clock = StageClock()
+    with clock("latency"):
+        candidates = estimate_latencies(ctx)
     deadlines = [Deadline(d, config.percentile, config.margin, config.max_model_mb) for d in config.deadlines]
     proposals = [propose(candidates, d, config.strategy, config.top_k) for d in deadlines]
-    probes = train_probes(ctx, union(proposals))
-    decisions, records = [], {r.key: r for r in probes}
-    for deadline, proposed in zip(deadlines, proposals):
-        decision, used = decide_deadline(ctx, deadline, candidates, proposed, probes)
-        decisions.append(decision)
-        records.update({r.key: r for r in used})
+    with clock("probes"):
+        probes = train_probes(ctx, union(proposals))
+    records = {r.key: r for r in probes}
+    if config.fine_tunes:
+        with clock("fine_tuning"):
+            records.update({r.key: r for r in FineTuning(ctx, candidates, probes).run(deadlines)})
+    with clock("decision"):
+        decisions = [decide_deadline(ctx, d, candidates, proposed, list(records.values()))
+                     for d, proposed in zip(deadlines, proposals)]
     save_snapshot(config.run_dir, ctx.dataset, next(iter(ctx.networks.values())).traced.input_size,
                   config.calibration_images)
     runtimes = {w.label: w.versions for w in ctx.pool.workers.values()}
@@ -66,7 +85,8 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
                          dataset_info(ctx.dataset),
                          {n.name: n.info(config.granularity) for n in ctx.networks.values()}, ctx.run_id,
                          time.perf_counter() - started,
-                         environment(",".join(config.backends), ctx.threads, {"runtimes": runtimes}), __version__)
+                         environment(",".join(config.backends), ctx.threads, {"runtimes": runtimes}), __version__,
+                         clock.seconds)
 
 
 class Explorer:

@@ -18,10 +18,11 @@ def backbone_identity(name: str, fingerprint: str, weights_hash: str) -> str:
 
 
 def training_key(identity: str, cut: str, head: str, dataset: str, train_config: str, finetune_blocks: int = 0,
-                 finetune_epochs: int = 0, precision: str = "fp32", backend: str = "") -> str:
-    """The key of a trained candidate (frozen trunk, or fine-tuned last `finetune_blocks` blocks); int8 records
-    also name the backend whose runtime computed their features."""
-    config = train_config + (f"|ft{finetune_epochs}" if finetune_blocks else "")
+                 finetune_config: str = "", precision: str = "fp32", backend: str = "") -> str:
+    """The key of a trained candidate (frozen trunk, or fine-tuned: every layer (-1) or the last blocks, with the
+    fine-tuning configuration's digest); int8 records also name the backend whose runtime computed their
+    features."""
+    config = train_config + (f"|ft:{finetune_config}" if finetune_blocks else "")
     return _digest([identity, cut, head, dataset, config, finetune_blocks, precision, backend])
 
 

@@ -109,7 +109,7 @@ class TrainingRecord:
     metric: str  # accuracy, or angular_similarity for soft labels
     val_score: float
     test_score: float
-    metrics: dict[str, dict[str, float]]  # {"val": {...}, "test": {...}}
+    metrics: dict[str, Any]  # {"val": {...}, "test": {...}}, and for fine-tuned records "epochs", "history"
     seconds: float
     precision: str = "fp32"
     created_run: int = 0  # the run that trained it (newly trained records are those of the current run)
@@ -226,6 +226,7 @@ class Decision:
     fastest_ms: float | None = None
     reason: str | None = None
     pending: CandidateId | None = None
+    best_off_the_shelf_fine_tuned: Choice | None = None  # the fair baseline of a fine-tuned choice
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form (a final decision: nothing pending)."""
@@ -237,7 +238,9 @@ class Decision:
                 "best_off_the_shelf": None if self.best_off_the_shelf is None else self.best_off_the_shelf.to_json(),
                 "rejected": [r.to_json() for r in self.rejected],
                 "fastest": None if self.fastest is None else self.fastest.to_json(), "fastest_ms": self.fastest_ms,
-                "reason": self.reason}
+                "reason": self.reason,
+                "best_off_the_shelf_fine_tuned": None if self.best_off_the_shelf_fine_tuned is None else
+                self.best_off_the_shelf_fine_tuned.to_json()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], candidates: dict[CandidateId, Candidate],
@@ -249,7 +252,8 @@ class Decision:
         return cls(Deadline.from_json(d["deadline"]), tuple(CandidateId.from_json(p) for p in d["proposals"]),
                    tuple(CandidateId.from_json(f) for f in d["feasible"]), choice(d["chosen"]),
                    choice(d["best_off_the_shelf"]), tuple(Rejection.from_json(r) for r in d["rejected"]),
-                   None if d["fastest"] is None else CandidateId.from_json(d["fastest"]), d["fastest_ms"], d["reason"])
+                   None if d["fastest"] is None else CandidateId.from_json(d["fastest"]), d["fastest_ms"], d["reason"],
+                   None, choice(d.get("best_off_the_shelf_fine_tuned")))
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,7 @@ class ExploreResult:
     exploration_s: float
     environment: dict[str, Any]
     netcut_version: str
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage in this run
 
     @property
     def strategy(self) -> str:
@@ -365,7 +370,7 @@ class ExploreResult:
                 "decisions": [d.to_json() for d in self.decisions], "dataset": self.dataset.to_json(),
                 "models": {k: v.to_json() for k, v in self.models.items()}, "run_id": self.run_id,
                 "exploration_s": self.exploration_s, "environment": self.environment,
-                "netcut_version": self.netcut_version}
+                "netcut_version": self.netcut_version, "stage_seconds": self.stage_seconds}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ExploreResult:
@@ -379,4 +384,5 @@ class ExploreResult:
         return cls(d["config"], candidates, records,
                    tuple(Decision.from_json(x, by_id, by_key) for x in d["decisions"]),
                    DatasetInfo.from_json(d["dataset"]), {k: ModelInfo.from_json(v) for k, v in d["models"].items()},
-                   int(d["run_id"]), float(d["exploration_s"]), d["environment"], d["netcut_version"])
+                   int(d["run_id"]), float(d["exploration_s"]), d["environment"], d["netcut_version"],
+                   dict(d.get("stage_seconds", {})))

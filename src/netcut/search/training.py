@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -16,7 +17,7 @@ from netcut.search.context import Network, RunContext
 from netcut.search.keys import training_key
 from netcut.search.results import Candidate, TrainingRecord
 from netcut.train.cache import cached_features
-from netcut.train.finetune import fine_tune
+from netcut.train.finetune import FineTuneConfig, resolve_device
 from netcut.train.metrics import metric_name
 from netcut.train.probe import HeadResult, fit_head
 from netcut.train.runtime_features import evaluate_in_runtime, runtime_features
@@ -29,18 +30,20 @@ def feature_source(candidate: Candidate) -> str:
     return "" if candidate.id.precision == "fp32" else candidate.id.backend
 
 
-def record_key(ctx: RunContext, candidate: Candidate, finetune_blocks: int = 0) -> str:
-    """The store key of a candidate's probe (0 blocks) or fine-tuned TRN."""
+def record_key(ctx: RunContext, candidate: Candidate, finetune: FineTuneConfig | None = None) -> str:
+    """The store key of a candidate's probe, or of its fine-tuned TRN."""
     train = ctx.config.train_config()
     return training_key(ctx.networks[candidate.model].identity, candidate.cut.name, train.head.label(),
-                        ctx.dataset.fingerprint(), train.digest(), finetune_blocks, ctx.config.fine_tune_epochs,
-                        candidate.id.precision, feature_source(candidate))
+                        ctx.dataset.fingerprint(), train.digest(), finetune.blocks if finetune else 0,
+                        finetune.digest() if finetune else "", candidate.id.precision, feature_source(candidate))
 
 
-def _record(ctx: RunContext, candidate: Candidate, blocks: int, val: dict[str, float], test: dict[str, float],
-            seconds: float) -> TrainingRecord:
+def make_record(ctx: RunContext, candidate: Candidate, val: dict[str, Any], test: dict[str, Any], seconds: float,
+                finetune: FineTuneConfig | None = None) -> TrainingRecord:
+    """A training record of this run (probe, or fine-tuned with `finetune`)."""
     train = ctx.config.train_config()
-    return TrainingRecord(record_key(ctx, candidate, blocks), candidate.model, candidate.cut.name,
+    blocks = finetune.blocks if finetune else 0
+    return TrainingRecord(record_key(ctx, candidate, finetune), candidate.model, candidate.cut.name,
                           candidate.cut.index, train.head.label(), ctx.dataset.fingerprint(), train.digest(), blocks,
                           metric_name(ctx.dataset.soft), val["score"], test["score"], {"val": val, "test": test},
                           seconds, candidate.id.precision, ctx.run_id, feature_source(candidate))
@@ -54,8 +57,10 @@ def features(ctx: RunContext, net: Network, backend: str = "", precision: str = 
     if precision != "fp32":
         return runtime_features(cache, net.traced, names, ctx.dataset, net.weights_hash,
                                 ctx.session(net, backend, precision), ctx.config.seed, ctx.reporter)
+    device = resolve_device(ctx.config.train_device)
     return {s: cached_features(cache, net.traced, names, ctx.dataset, s, net.weights_hash,
-                               ctx.config.train_config().augment_views, ctx.config.seed, reporter=ctx.reporter)
+                               ctx.config.train_config().augment_views, ctx.config.seed, reporter=ctx.reporter,
+                               device=device)
             for s in ("train", "val", "test")}
 
 
@@ -110,7 +115,7 @@ def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRe
                 val, test, seconds = fit.val, fit.test, fit.seconds
                 if precision != "fp32":
                     val, test, seconds = _score_quantized(ctx, job.candidate, fit)
-                record = _record(ctx, job.candidate, 0, val, test, seconds)
+                record = make_record(ctx, job.candidate, val, test, seconds)
                 ctx.store.put_record(record, fit.classifier.state_dict())
                 records[record.key] = record
                 advance()
@@ -125,18 +130,3 @@ def trained_classifier(ctx: RunContext, record: TrainingRecord, in_features: int
         raise KeyError(record.key)
     model.load_state_dict(state)
     return model.eval()
-
-
-def fine_tune_candidate(ctx: RunContext, candidate: Candidate, probe: TrainingRecord) -> TrainingRecord:
-    """Fine-tune the last blocks of a candidate from its probe's head (or reuse the stored result)."""
-    config = ctx.config.fine_tune_config()
-    stored = ctx.store.get_record(record_key(ctx, candidate, config.blocks))
-    if stored is not None:
-        return stored
-    net = ctx.networks[candidate.model]
-    head = trained_classifier(ctx, probe, candidate.cut.shape[0])
-    trn, val, test, seconds = fine_tune(net.traced, candidate.cut, net.cuts, head, ctx.dataset, config,
-                                        ctx.reporter, ctx.config.train_config().head)
-    record = _record(ctx, candidate, config.blocks, val, test, seconds)
-    ctx.store.put_record(record, trn.state_dict(), artifact_kind="trn")
-    return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -53,10 +54,12 @@ def save_cached(path: Path, features: Features) -> None:
 
 
 def extract_features(traced: TracedNetwork, cut_names: list[str], dataset: Dataset, split: str,
-                     batch_size: int = 64, views: int = 0, seed: int = 0, reporter: Reporter = QUIET
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Pooled (N, C) features at every cut from one pass per view; returns (features, targets)."""
+                     batch_size: int = 64, views: int = 0, seed: int = 0, reporter: Reporter = QUIET,
+                     device: str = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Pooled (N, C) features at every cut from one pass per view (on `device`); returns (features, targets)."""
     extractor = build_extractor(traced, cut_names).eval()
+    if device != "cpu":  # the extractor shares the backbone's parameters: move a copy, not the backbone
+        extractor = copy.deepcopy(extractor).to(device)
     b = traced.backbone
     n = len(dataset.splits[split])
     passes = 1 + (views if split == "train" else 0)
@@ -70,8 +73,8 @@ def extract_features(traced: TracedNetwork, cut_names: list[str], dataset: Datas
             for x, y in dataset.batches(split, traced.input_size, b.mean, b.std, batch_size):
                 if view > 0:
                     x = augment(x, generator)
-                for name, activation in zip(cut_names, extractor(x)):
-                    chunks[name].append(activation.mean(dim=(2, 3)).float().numpy())
+                for name, activation in zip(cut_names, extractor(x.to(device))):
+                    chunks[name].append(activation.mean(dim=(2, 3)).float().cpu().numpy())
                 targets.append(y.numpy())
                 advance()
     return {c: np.concatenate(v) for c, v in chunks.items()}, np.concatenate(targets)
@@ -83,13 +86,15 @@ def _safe(name: str) -> str:
 
 def cached_features(cache_dir: Path, traced: TracedNetwork, cut_names: list[str], dataset: Dataset, split: str,
                     weights_hash: str, views: int = 0, seed: int = 0, batch_size: int = 64,
-                    reporter: Reporter = QUIET) -> Features:
-    """Features from the on-disk cache, computing (one pass) and saving them atomically when missing."""
-    key = cache_key(traced, weights_hash, cut_names, dataset, views if split == "train" else 0, seed)
+                    reporter: Reporter = QUIET, device: str = "cpu") -> Features:
+    """Features from the on-disk cache, computing (one pass, on `device`) and saving them atomically when missing
+    (a GPU's float results differ in the last bits from the CPU's: the device is part of the key)."""
+    runtime = None if device == "cpu" else {"device": device}
+    key = cache_key(traced, weights_hash, cut_names, dataset, views if split == "train" else 0, seed, runtime)
     path = Path(cache_dir) / key / f"{split}.npz"
     cached = load_cached(path, cut_names, reporter)
     if cached is not None:
         return cached
-    features = extract_features(traced, cut_names, dataset, split, batch_size, views, seed, reporter)
+    features = extract_features(traced, cut_names, dataset, split, batch_size, views, seed, reporter, device)
     save_cached(path, features)
     return features

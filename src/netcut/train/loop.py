@@ -24,19 +24,21 @@ class EarlyStopping:
         return self.stale >= self.patience
 
 
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy to a class index, or to a target distribution (soft labels; KL up to a constant)."""
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy to a class index (optionally label-smoothed), or to a target distribution (soft labels; KL up
+    to a constant)."""
     if targets.dim() == 1:
-        return F.cross_entropy(logits, targets)
+        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
     return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A random horizontal flip and a shift of up to 1/8 of the side (reflect-padded)."""
+def augment(x: torch.Tensor, generator: torch.Generator, shift: float = 1 / 8, flip: bool = True) -> torch.Tensor:
+    """A random horizontal flip (if the labels allow it) and a shift of up to `shift` of the side (reflect-padded)."""
     n, _, h, w = x.shape
-    flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
-    pad = max(1, h // 8)
+    if flip:
+        mirrored = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(mirrored.view(n, 1, 1, 1), x.flip(3), x)
+    pad = max(1, round(h * shift))
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
     out = torch.empty_like(x)
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)

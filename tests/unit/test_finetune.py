@@ -1,0 +1,82 @@
+"""Fine-tuning: it improves on the probe, resumes exactly from a checkpoint, and successive halving plans rungs.
+
+NETCUT_TEST_DEVICE=cuda runs the same tests on a GPU (where one is lent; see docs/fine_tuning.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from netcut.backbones import load_backbone
+from netcut.data.datasets import SplitConfig, load_dataset
+from netcut.graph import find_cuts, trace
+from netcut.search.finetuning import rungs
+from netcut.train.cache import extract_features
+from netcut.train.finetune import ALL_BLOCKS, FineTuneConfig, FineTuner, trainable_parameter_names
+from netcut.train.probe import TrainConfig, fit_head
+
+DEVICE = os.environ.get("NETCUT_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="module")
+def setting():
+    """Lite0 at 32 px on 300 digits, cut in its middle, with a probe trained on cached features."""
+    data = load_dataset("digits", SplitConfig(limit_train=300, limit_test=150))
+    traced = trace(load_backbone("efficientnet_lite0"), 32)
+    cuts = find_cuts(traced)
+    cut = cuts[9]
+    features = {s: extract_features(traced, [cut.name], data, s) for s in ("train", "val", "test")}
+    (tx, ty), (vx, vy), (sx, sy) = (features[s] for s in ("train", "val", "test"))
+    probe = fit_head(tx[cut.name], ty, vx[cut.name], vy, 10, TrainConfig(), sx[cut.name], sy)
+    return data, traced, cuts, cut, probe
+
+
+def tuner(setting, **config) -> FineTuner:
+    data, traced, cuts, cut, probe = setting
+    return FineTuner(traced, cut, cuts, probe.classifier, data,
+                     FineTuneConfig(max_epochs=4, batch_size=32, device=DEVICE, **config))
+
+
+def test_fine_tuning_every_layer_beats_the_probe(setting):
+    t = tuner(setting)
+    start = t.evaluate("val")["score"]
+    assert start == pytest.approx(setting[4].val["score"], abs=1e-6)  # it starts from the probe, exactly
+    for _ in range(3):
+        t.train_epoch()
+    assert t.best_score > start and t.epoch == 3 and len(t.history) == 3
+    trn = t.best()
+    assert next(trn.parameters()).device.type == "cpu"
+    assert t.best_epoch == 1 + max(range(3), key=lambda i: t.history[i])
+
+
+def test_a_checkpoint_resumes_exactly(setting):
+    straight = tuner(setting)
+    straight.train_epoch()
+    straight.train_epoch()
+    first = tuner(setting)
+    first.train_epoch()
+    saved = first.checkpoint()
+    resumed = tuner(setting)
+    resumed.restore({k: v for k, v in saved.items()})
+    resumed.train_epoch()
+    assert resumed.epoch == 2 and resumed.history == pytest.approx(straight.history, abs=1e-6)
+    a, b = straight.trn.state_dict(), resumed.trn.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_last_blocks_only_leaves_the_rest_alone(setting):
+    data, traced, cuts, cut, _ = setting
+    names = trainable_parameter_names(traced, cuts, cut, 1)
+    assert names and trainable_parameter_names(traced, cuts, cut, ALL_BLOCKS) is None
+    t = tuner(setting, blocks=1)
+    before = {n: p.detach().clone() for n, p in t.trn.prefix.named_parameters()}
+    t.train_epoch()
+    changed = {n for n, p in t.trn.prefix.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed and changed <= names
+
+
+def test_successive_halving_rungs():
+    assert rungs(8) == [1, 2, 4, 8] and rungs(6) == [1, 2, 4, 6] and rungs(1) == [1] and rungs(3) == [1, 2, 3]
