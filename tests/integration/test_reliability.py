@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -127,7 +128,7 @@ def test_quiet_prints_no_progress(tmp_path):
 def test_progress_in_a_log_is_plain_lines_on_stderr(tmp_path):
     result = run_cli("profile", "efficientnet_lite0", "--input-size", "32", "--repeats", "2", "--threads", "1")
     assert result.returncode == 0
-    assert "converting the profile (onnxruntime, fp32): 24 steps" in result.stderr
+    assert re.search(r"converting the profile \(onnxruntime, fp32\): \d+ steps\n", result.stderr)
     assert "converting the profile (onnxruntime, fp32): done in" in result.stderr
     assert "\x1b[" not in result.stderr and "\r" not in result.stderr and "…" not in result.stderr
     assert "converting" not in result.stdout

@@ -20,18 +20,31 @@ from netcut.model import build_head, build_trn
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
+ANCHOR_FRACTIONS = (0.0, 0.02, 0.05, 0.12, 0.25, 0.5, 1.0)  # of the full network's MACs
+
 
 def _calibration_cuts(cuts: list[CutPoint], count: int) -> list[CutPoint]:
-    """The full network and, for count ≥ 2, a cut at 30% depth and (count ≥ 3) the shallowest cut.
+    """Up to `count` anchors: the cuts nearest to geometrically spaced shares of the network's work (MACs), the
+    shallowest and the full network always among them.
 
-    Shallow TRNs are cheap to measure and pin down the per-call costs that dominate them.
+    Relative errors are largest where TRNs are fast, and fast TRNs cost little to measure: anchors crowd there.
+    They pin down the correction of the chain's sum where runtimes fuse or lay out across segment boundaries
+    differently from whole networks.
     """
-    picks = [len(cuts) - 1]
-    if count >= 2:
-        picks.append(round(0.3 * (len(cuts) - 1)))
-    if count >= 3:
-        picks.append(0)
-    return [cuts[i] for i in sorted(set(picks))]
+    total = max(cuts[-1].macs, 1)
+    fractions = ANCHOR_FRACTIONS if count >= len(ANCHOR_FRACTIONS) else \
+        tuple(np.geomspace(0.02, 1.0, max(count - 1, 1)).tolist()) + (0.0,)
+    picks = {0, len(cuts) - 1} | {min(range(len(cuts)), key=lambda i: abs(cuts[i].macs / total - f)) for f in fractions}
+    return [cuts[i] for i in sorted(picks)]
+
+
+def _anchored(raw: dict[str, float], anchors: dict[str, float], order: list[str]) -> dict[str, float]:
+    """Per cut, the ratio measured/chain-sum at the anchors, interpolated linearly in chain time between them (held
+    flat beyond the first and last): what the chain gets wrong varies with depth, and anchors pin it down."""
+    times = np.array([raw[n] for n in order])
+    known = sorted((raw[n], anchors[n] / raw[n]) for n in anchors)
+    xs, ys = np.array([k[0] for k in known]), np.array([k[1] for k in known])
+    return dict(zip(order, np.interp(times, xs, ys).tolist()))
 
 
 def _fit_calibration(stage_sum: np.ndarray, boundary_bytes: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -62,7 +75,7 @@ def _size(cut: CutPoint) -> int:
 
 
 def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, config: HarnessConfig,
-                       num_classes: int = 10, reporter: Reporter = QUIET, calibration_points: int = 3,
+                       num_classes: int = 10, reporter: Reporter = QUIET, calibration_points: int = 7,
                        ground_truth: list[CutPoint] | None = None) -> EstimatorRun:
     """Profile the backbone once as a chain of segments and derive every TRN's latency.
 
@@ -148,9 +161,13 @@ def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], session: Run
                                      np.array([stats[f"trn:{n}"].p50 - head[n] for n in names]))
     tail90 = float(np.median([stats[f"trn:{n}"].p90 / stats[f"trn:{n}"].p50 for n in names]))
     tail99 = float(np.median([stats[f"trn:{n}"].p99 / stats[f"trn:{n}"].p50 for n in names]))
+    fitted = {c.name: max(scale * raw[c.name] - per_mb * boundary[c.name], 0.05 * raw[c.name]) for c in cuts}
+    # the fit is global; the anchors' own residuals, interpolated over depth, correct what it misses locally
+    ratio = _anchored(fitted, {n: max(stats[f"trn:{n}"].p50 - head[n], 1e-6) for n in names},
+                      [c.name for c in cuts])
     estimates = {}
     for cut in cuts:
-        p50 = max(scale * raw[cut.name] - per_mb * boundary[cut.name], 0.05 * raw[cut.name]) + head[cut.name]
+        p50 = fitted[cut.name] * ratio[cut.name] + head[cut.name]
         estimates[cut.name] = Percentiles(p50, p50 * tail90, p50 * tail99)
     details = {"scale": scale, "boundary_ms_per_mb": per_mb, "overhead_ms": overhead, "calibration_cuts": names,
                "tail_p90": tail90, "tail_p99": tail99, "segments_ms": {c.name: s.p50 for c, s in zip(cuts, stages)}}
