@@ -20,7 +20,7 @@ def probe(c: Candidate, val: float, test: float | None = None, blocks: int = 0, 
     """A training record of candidate `c` with validation score `val` (int8 records belong to their backend)."""
     test = val if test is None else test
     precision = c.id.precision
-    return TrainingRecord(f"{c.label}#{blocks}#{precision}", c.model, c.cut.name, c.cut.index, "linear", "data",
+    return TrainingRecord(f"{c.label}#{blocks}#{precision}", c.model, c.cut.name, c.cut.index, c.id.head, "data",
                           "cfg", blocks, "accuracy", val, test, {"val": {"score": val, "accuracy": val},
                                                                   "test": {"score": test, "accuracy": test}}, 1.0,
                           precision, run, "" if precision == "fp32" else c.id.backend)

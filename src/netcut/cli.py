@@ -238,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="weights for torchvision:/timm: models (DEFAULT|none|PATH)")
     p.add_argument("--head-hidden", type=_positive_int, default=None, help="hidden units in the head (default: "
                    "linear head)")
+    p.add_argument("--head", default="linear", help="linear (default: the pooled features of the cut), multi "
+                   "(Head2Toe: pooled features of every cut up to it, the best --head-features of them), or "
+                   "linear,multi to let both compete")
+    p.add_argument("--head-features", type=_positive_int, default=512,
+                   help="how many pooled features a multi head keeps (default 512)")
     p.add_argument("--epochs", type=_positive_int, default=30, help="max head-training epochs (early stopping)")
     p.add_argument("--no-verify", action="store_true", help="skip measuring the winner's latency")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
@@ -384,7 +389,8 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         train_device=args.train_device,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
         seed=args.seed, run_dir=args.run_dir, threads=args.threads, weights=args.weights,
-        head_hidden=args.head_hidden, epochs=args.epochs, repeats=args.repeats, warmup=args.warmup, batch=args.batch,
+        head_hidden=args.head_hidden, heads=_names(args.head), head_features=args.head_features, epochs=args.epochs,
+        repeats=args.repeats, warmup=args.warmup, batch=args.batch,
         verify=not args.no_verify).validate()
 
 

@@ -48,11 +48,12 @@ class CandidateId:
     backend: str = "torch"
     precision: str = "fp32"
     device: str = "local"
+    head: str = "linear"  # HeadSpec.label(): linear, mlpN, or multiN (Head2Toe)
 
     @property
     def label(self) -> str:
-        """model@cut: how proposals are listed."""
-        return f"{self.backbone}@{self.cut}"
+        """model@cut (with the head when it is not the plain one): how proposals are listed."""
+        return f"{self.backbone}@{self.cut}" + (f"+{self.head}" if self.head.startswith("multi") else "")
 
     def to_json(self) -> dict[str, str]:
         """Plain-JSON form."""
@@ -62,3 +63,8 @@ class CandidateId:
     def from_json(cls, d: dict[str, Any]) -> CandidateId:
         """Inverse of to_json."""
         return cls(**d)
+
+    @property
+    def multi(self) -> bool:
+        """Whether its head reads several cuts (Head2Toe)."""
+        return self.head.startswith("multi")

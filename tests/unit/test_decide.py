@@ -161,3 +161,16 @@ def test_each_runtime_and_precision_gets_its_own_proposals_and_the_size_budget_f
     twin = candidate("a", 4, 5.0, backend="openvino")
     pool, _ = fine_tune_plan(Deadline(20.0), A + [twin], [probe(A[4], 0.9), probe(A[2], 0.7)], top=2)
     assert [c.cut.name for c, _ in pool] == ["blocks.4", "blocks.2"]
+
+
+def test_heads_are_a_dimension_of_their_own():
+    multi = [candidate("a", i, 1.5 + i) for i in range(5)]
+    multi = [type(c)(type(c.id)(c.id.backbone, c.id.cut, c.id.backend, c.id.precision, head="multi512"), c.cut,
+                     c.estimate, c.latency_source, c.size_bytes) for c in multi]
+    proposals = propose(A + multi, Deadline(4.6, margin=0.0), "netcut", top_k=1)
+    assert [c.label for c in proposals] == ["a@blocks.3", "a@blocks.3+multi512"]
+    records = [probe(A[3], 0.80), probe(multi[3], 0.85)]
+    decision = decide(Deadline(4.6, margin=0.0), A + multi, proposals, records, {}, verify=False)
+    assert decision.chosen.candidate == multi[3] and decision.chosen.record.head == "multi512"
+    pool, _ = fine_tune_plan(Deadline(20.0), A + multi, records, top=4)
+    assert [c for c, _ in pool] == [A[3]]  # Head2Toe heads compete as probes; fine-tuning takes single-cut heads

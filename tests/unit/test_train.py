@@ -143,3 +143,45 @@ def test_features_constant_in_training_get_no_weight():
         a = result.classifier(torch.from_numpy(x[150:]))
         b = result.classifier(torch.from_numpy(shifted))
     assert torch.allclose(a, b) and result.test["accuracy"] > 0.8
+
+
+def test_head2toe_selects_the_informative_cut_and_drops_into_the_trn(lite0_features, digits):
+    """A multi head keeps the pooled features that carry the labels, and the TRN it builds scores like the cache."""
+    from netcut.model import MultiHead
+    from netcut.train.probe import fit_multi_head
+
+    traced, cuts, features = lite0_features
+    (tx, ty), (vx, vy), (sx, sy) = (features[s] for s in ("train", "val", "test"))
+    k = cuts[10]
+    reads = [c.name for c in cuts if c.index <= k.index]
+    config = TrainConfig(head=HeadSpec(kind="multi", features=64))
+    result = fit_multi_head(tx, ty, vx, vy, reads, 10, config, sx, sy)
+    head = result.classifier
+    assert isinstance(head, MultiHead) and set(head.cuts) <= set(reads)
+    assert sum(len(i) for i in head.selections()) == 64 and result.test["accuracy"] > 0.7
+    trn = build_trn(traced, k, 10, config.head, head)
+    b = traced.backbone
+    assert evaluate_images(trn, digits, "test", 64, b.mean, b.std)["accuracy"] == pytest.approx(
+        result.test["accuracy"], abs=1e-9)
+    again = MultiHead.from_state(head.cuts, head.state_dict(), 10, config.head)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(trn(x), build_trn(traced, k, 10, config.head, again)(x))
+
+
+def test_head2toe_finds_the_labels_in_an_early_cut():
+    from netcut.train.probe import fit_multi_head
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    early = rng.standard_normal((400, 8)).astype(np.float32)
+    early[:, 3] += 4.0 * y  # only the early cut's channel 3 knows the label
+    late = rng.standard_normal((400, 16)).astype(np.float32)
+    splits = {"train": slice(0, 250), "val": slice(250, 325), "test": slice(325, 400)}
+    feats = {s: {"a": early[sl], "b": late[sl]} for s, sl in splits.items()}
+    result = fit_multi_head(feats["train"], y[:250], feats["val"], y[250:325], ["a", "b"], 2,
+                            TrainConfig(epochs=200, patience=200, head=HeadSpec(kind="multi", features=2)),
+                            feats["test"], y[325:])
+    head = result.classifier
+    assert "a" in head.cuts and 3 in head.selections()[head.cuts.index("a")].tolist()
+    assert result.test["accuracy"] > 0.9

@@ -17,10 +17,11 @@ from netcut.graph import trace
 from netcut.latency.backends import RuntimeSession, get_backend
 from netcut.latency.harness import HarnessConfig
 from netcut.latency.workers import WorkerPool
-from netcut.model import TrimmedNetwork, build_trn, classifier
+from netcut.model import TrimmedNetwork, build_trn
 from netcut.search.config import ExploreConfig
 from netcut.search.results import Choice, Decision, ExploreResult
 from netcut.search.snapshot import load_snapshot
+from netcut.search.training import load_head
 from netcut.store import ResultStore, load_result
 from netcut.train.metrics import evaluate
 
@@ -69,15 +70,14 @@ def rebuild(run_dir: Path, result: ExploreResult, choice: Choice,
         weights = store.get_artifact(choice.record.key)
     if weights is None:
         raise NetcutError("the chosen network's weights are missing from the store", "rerun the exploration")
-    head = ExploreConfig.from_json(result.config).train_config().head
+    config = ExploreConfig.from_json(result.config)
+    spec = config.head_spec(config.head_kind(choice.record.head))
     cut, num_classes = choice.candidate.cut, len(result.dataset.classes)
     if choice.record.finetune_blocks:
-        trn = build_trn(traced, cut, num_classes, head)
+        trn = build_trn(traced, cut, num_classes, spec)
         trn.load_state_dict(weights)
         return trn.eval()
-    trained = classifier(cut.shape[0], num_classes, head)
-    trained.load_state_dict(weights)
-    return build_trn(traced, cut, num_classes, head, trained)
+    return build_trn(traced, cut, num_classes, spec, load_head(choice.record, weights, cut.shape[0], num_classes, spec))
 
 
 def _runtime_outputs(session: RuntimeSession, images: np.ndarray) -> np.ndarray:

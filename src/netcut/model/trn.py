@@ -9,8 +9,8 @@ from torch import nn
 
 from netcut.backbones import Backbone, from_module, load_backbone
 from netcut.errors import NetcutError
-from netcut.graph import TracedNetwork, build_prefix, find_cuts, resolve_cut, trace
-from netcut.model.head import HeadSpec, build_head
+from netcut.graph import TracedNetwork, build_extractor, build_prefix, find_cuts, resolve_cut, trace
+from netcut.model.head import HeadSpec, MultiHead, build_head, classifier
 from netcut.types import CutPoint
 
 
@@ -31,12 +31,16 @@ class TrimmedNetwork(nn.Module):
 
 
 def build_trn(traced: TracedNetwork, cut: CutPoint, num_classes: int, head: HeadSpec = HeadSpec(),
-              trained_classifier: nn.Module | None = None, own_weights: bool = True) -> TrimmedNetwork:
+              trained_classifier: nn.Module | None = None, own_weights: bool = True,
+              reads: list[CutPoint] | None = None) -> TrimmedNetwork:
     """prefix up to `cut` + head (fresh, or around `trained_classifier`), in eval mode.
 
     own_weights=True gives the TRN copies of the prefix's and classifier's parameters, so training it leaves the
-    backbone alone; False shares them (cheap, for timing, where weights do not matter).
+    backbone alone; False shares them (cheap, for timing, where weights do not matter). A multi head reads
+    several cuts: a trained MultiHead names them; a fresh one reads every channel of `reads` (the cuts up to `cut`).
     """
+    if head.kind == "multi":
+        return _multi_trn(traced, cut, num_classes, head, trained_classifier, own_weights, reads or [cut])
     prefix: nn.Module = build_prefix(traced, cut.name)
     trained = trained_classifier
     if own_weights:
@@ -44,6 +48,21 @@ def build_trn(traced: TracedNetwork, cut: CutPoint, num_classes: int, head: Head
         trained = copy.deepcopy(trained_classifier) if trained_classifier is not None else None
     return TrimmedNetwork(prefix, build_head(cut.shape[0], num_classes, head, trained), traced.backbone.name, cut,
                           traced.input_size).eval()
+
+
+def _multi_trn(traced: TracedNetwork, cut: CutPoint, num_classes: int, spec: HeadSpec, trained: nn.Module | None,
+               own_weights: bool, reads: list[CutPoint]) -> TrimmedNetwork:
+    """The backbone with outputs at the cuts the head reads (it stops at the deepest one), and the head."""
+    if isinstance(trained, MultiHead):
+        head = trained
+    else:  # untrained: every channel of every cut read (the most a trained head can cost)
+        indices = [torch.arange(c.shape[0]) for c in reads]
+        head = MultiHead([c.name for c in reads], indices,
+                         classifier(sum(c.shape[0] for c in reads), num_classes, spec))
+    prefix: nn.Module = build_extractor(traced, head.cuts)
+    if own_weights:
+        prefix, head = copy.deepcopy(prefix), copy.deepcopy(head)
+    return TrimmedNetwork(prefix, head, traced.backbone.name, cut, traced.input_size).eval()
 
 
 def as_backbone(model: Backbone | nn.Module | str) -> Backbone:

@@ -13,7 +13,8 @@ def choice_json(choice: Choice) -> dict[str, Any]:
     """A chosen network (or the best off-the-shelf one) as documented for --json."""
     c, r, m = choice.candidate, choice.record, choice.measured
     return {"model": c.model, "cut": c.cut.name, "is_full": c.is_full, "backend": c.id.backend,
-            "precision": c.id.precision, "accuracy": r.accuracy, "metric": r.metric, "score": r.test_score,
+            "precision": c.id.precision, "head": c.id.head, "accuracy": r.accuracy, "metric": r.metric,
+            "score": r.test_score,
             "val_score": r.val_score, "metrics": r.metrics.get("test", {}), "fine_tune_blocks": r.finetune_blocks,
             "fine_tune_epochs": r.metrics.get("epochs", 0),
             "estimated_ms": c.estimate.p50, "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
@@ -26,7 +27,7 @@ def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decisi
     """One candidate's row for a deadline."""
     c, probe = candidate, result.probe_of(candidate)
     row = {"model": c.model, "cut": c.cut.name, "cut_index": c.cut.index, "is_full": c.is_full,
-           "backend": c.id.backend, "precision": c.id.precision, "estimated_ms": c.estimate.p50,
+           "backend": c.id.backend, "precision": c.id.precision, "head": c.id.head, "estimated_ms": c.estimate.p50,
            "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
            "feasible": c.id in decision.feasible, "macs": c.cut.macs, "params": c.cut.params,
            "trained": probe is not None}

@@ -10,7 +10,7 @@ from netcut.errors import NetcutError
 from netcut.latency.backends import MIN_CALIBRATION, check_precision, get_backend
 from netcut.latency.harness import HarnessConfig
 from netcut.latency.settings import ProfileSettings
-from netcut.model.head import HeadSpec
+from netcut.model.head import HEAD_KINDS, HeadSpec
 from netcut.search.results import STRATEGIES
 from netcut.train.finetune import ALL_BLOCKS, FineTuneConfig, resolve_device
 from netcut.train.probe import TrainConfig
@@ -56,6 +56,8 @@ class ExploreConfig:
     threads: int | None = None
     weights: str | None = None
     head_hidden: int | None = None
+    heads: tuple[str, ...] = ("linear",)  # linear (one cut's features, or an MLP with head_hidden), multi (Head2Toe)
+    head_features: int = 512  # multi: how many pooled features the head keeps
     epochs: int = 30
     repeats: int = 30
     warmup: int = 5
@@ -86,6 +88,10 @@ class ExploreConfig:
         if self.budget_s is not None and not self.budget_s > 0:
             raise NetcutError(f"the fine-tuning budget must be positive, got {self.budget_s} s",
                               "pass e.g. --budget 10m (or leave it out: no fine-tuning)")
+        if not self.heads or any(h not in HEAD_KINDS for h in self.heads):
+            raise NetcutError(f"unknown head {', '.join(self.heads)!r}", f"use {' or '.join(HEAD_KINDS)} (or both)")
+        if self.head_features < 1:
+            raise NetcutError(f"head-features must be ≥ 1, got {self.head_features}", "pass e.g. --head-features 512")
         if self.train_device not in TRAIN_DEVICES:
             raise NetcutError(f"unknown train device {self.train_device!r}", f"use one of: {', '.join(TRAIN_DEVICES)}")
         if resolve_device(self.train_device) == "cuda" and not cuda_available():
@@ -118,9 +124,19 @@ class ExploreConfig:
         """How each backbone is profiled on one backend at one precision."""
         return ProfileSettings(backend, precision, self.estimator, self.granularity, num_classes, self.harness())
 
-    def train_config(self) -> TrainConfig:
+    def head_spec(self, kind: str = "linear") -> HeadSpec:
+        """The head of a candidate of one kind."""
+        if kind == "multi":
+            return HeadSpec(kind="multi", features=self.head_features)
+        return HeadSpec(hidden=self.head_hidden)
+
+    def head_kind(self, label: str) -> str:
+        """The kind of a head from its label (CandidateId.head)."""
+        return "multi" if label.startswith("multi") else "linear"
+
+    def train_config(self, kind: str = "linear") -> TrainConfig:
         """How probes (heads on cached features) are trained."""
-        return TrainConfig(epochs=self.epochs, seed=self.seed, head=HeadSpec(hidden=self.head_hidden))
+        return TrainConfig(epochs=self.epochs, seed=self.seed, head=self.head_spec(kind))
 
     @property
     def fine_tunes(self) -> bool:

@@ -37,11 +37,11 @@ def best_off_the_shelf(deadline: Deadline, candidates: list[Candidate], records:
 
 def fine_tune_plan(deadline: Deadline, candidates: list[Candidate], records: list[TrainingRecord], top: int
                    ) -> tuple[list[tuple[Candidate, TrainingRecord]], tuple[Candidate, TrainingRecord] | None]:
-    """What to fine-tune for a deadline: the `top` feasible fp32 candidates with the best probes (one per network
-    and cut, whatever the backend), and the fair baseline: the best off-the-shelf network meeting the deadline,
-    which gets the same protocol and as many epochs as the survivors."""
+    """What to fine-tune for a deadline: the `top` feasible fp32 candidates with a single-cut head and the best
+    probes (one per network and cut, whatever the backend), and the fair baseline: the best off-the-shelf network
+    meeting the deadline, which gets the same protocol and as many epochs as the survivors."""
     probes = [r for r in records if r.finetune_blocks == 0]
-    fp32 = [c for c in feasible(deadline, candidates) if c.id.precision == "fp32"]
+    fp32 = [c for c in feasible(deadline, candidates) if c.id.precision == "fp32" and not c.id.multi]
     picks: dict[str, tuple[Candidate, TrainingRecord]] = {}
     for r, c in _ranked(fp32, probes):
         picks.setdefault(r.key, (c, r))

@@ -16,11 +16,14 @@ from netcut.search.results import Candidate, LatencyRecord
 from netcut.types import CandidateId, CutPoint, Percentiles
 
 BYTES_PER_WEIGHT = {"fp32": 4, "int8": 1}
+# a multi (Head2Toe) head also pools the activations of the cuts before its own: about 2.5 G elements/s, memory
+# bound (the winner's real latency is measured before it is reported)
+POOL_MS_PER_ELEMENT = 0.4e-6
 
 
-def candidate_id(network: Network, cut: str, backend: str, precision: str) -> CandidateId:
+def candidate_id(network: Network, cut: str, backend: str, precision: str, head: str = "linear") -> CandidateId:
     """The identity of a candidate of this exploration."""
-    return CandidateId(network.name, cut, backend, precision)
+    return CandidateId(network.name, cut, backend, precision, head=head)
 
 
 def estimated_size(cut: CutPoint, precision: str) -> int:
@@ -122,6 +125,19 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
         for backend in ctx.config.backends:
             for precision in ctx.config.precisions:
                 estimates, sizes, source = found[LatencyJob(net.name, backend, precision)]
-                candidates += [Candidate(candidate_id(net, c.name, backend, precision), c, estimates[c.name], source,
-                                         sizes.get(c.name) or estimated_size(c, precision)) for c in net.cuts]
+                for head in ctx.config.heads:
+                    spec = ctx.config.head_spec(head)
+                    for c in net.cuts:
+                        estimate, size = estimates[c.name], sizes.get(c.name) or estimated_size(c, precision)
+                        if head == "multi":
+                            estimate = with_pooling(estimate, net, c)
+                        candidates.append(Candidate(candidate_id(net, c.name, backend, precision, spec.label()), c,
+                                                    estimate, source, size))
     return candidates
+
+
+def with_pooling(estimate: Percentiles, net: Network, cut: CutPoint) -> Percentiles:
+    """A multi head's TRN: the plain TRN, plus pooling every cut before its own (at most what it will read)."""
+    elements = sum(c.shape[0] * c.shape[1] * c.shape[2] for c in net.cuts if c.index < cut.index)
+    extra = elements * POOL_MS_PER_ELEMENT
+    return Percentiles(estimate.p50 + extra, estimate.p90 + extra, estimate.p99 + extra)

@@ -26,15 +26,18 @@ def parse_deadlines(text: str) -> list[float]:
 
 
 def propose(candidates: list[Candidate], deadline: Deadline, strategy: str, top_k: int) -> list[Candidate]:
-    """netcut: per backbone (and runtime and precision) the top_k deepest cuts that meet the deadline; exhaustive:
-    every candidate."""
+    """netcut: per backbone (and runtime, precision and head) the top_k deepest cuts that meet the deadline;
+    exhaustive: every candidate."""
     if strategy == "exhaustive":
         return list(candidates)
     if strategy != "netcut":
         raise NetcutError(f"unknown strategy {strategy!r}", f"use one of: {', '.join(STRATEGIES)}")
+    def group(c: Candidate) -> tuple[str, str, str, str]:
+        return c.model, c.id.backend, c.id.precision, c.id.head
+
     proposals = []
-    for group in dict.fromkeys((c.model, c.id.backend, c.id.precision) for c in candidates):
-        feasible = [c for c in candidates if (c.model, c.id.backend, c.id.precision) == group and deadline.admits(c)]
+    for key in dict.fromkeys(group(c) for c in candidates):
+        feasible = [c for c in candidates if group(c) == key and deadline.admits(c)]
         feasible.sort(key=lambda c: c.cut.index, reverse=True)
         proposals += feasible[:top_k]
     return proposals

@@ -129,8 +129,8 @@ class TrainingRecord:
     def matches(self, candidate: Candidate) -> bool:
         """Whether this record trained that candidate's network (at its precision, in its runtime for int8)."""
         c = candidate.id
-        return (self.backbone, self.cut, self.precision) == (c.backbone, c.cut, c.precision) and \
-            self.backend in ("", c.backend)
+        return (self.backbone, self.cut, self.precision, self.head) == (c.backbone, c.cut, c.precision, c.head) \
+            and self.backend in ("", c.backend)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -360,8 +360,9 @@ class ExploreResult:
 
     def fp32_twin(self, candidate: Candidate) -> Candidate | None:
         """The same network at fp32 on the same backend (to report what int8 changes)."""
-        return next((c for c in self.candidates if c.id.precision == "fp32" and (c.model, c.cut.name, c.id.backend)
-                     == (candidate.model, candidate.cut.name, candidate.id.backend)), None)
+        return next((c for c in self.candidates if c.id.precision == "fp32" and (c.model, c.cut.name, c.id.backend,
+                     c.id.head) == (candidate.model, candidate.cut.name, candidate.id.backend, candidate.id.head)),
+                    None)
 
     def to_json(self) -> dict[str, Any]:
         """The form kept in the store."""

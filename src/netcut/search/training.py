@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from netcut.model import build_trn, classifier
+from netcut.model import HeadSpec, MultiHead, build_trn, classifier
 from netcut.search.context import Network, RunContext
 from netcut.search.keys import training_key
 from netcut.search.results import Candidate, TrainingRecord
 from netcut.train.cache import cached_features
 from netcut.train.finetune import FineTuneConfig, resolve_device
 from netcut.train.metrics import metric_name
-from netcut.train.probe import HeadResult, fit_head
+from netcut.train.probe import HeadResult, fit_head, fit_multi_head
 from netcut.train.runtime_features import evaluate_in_runtime, runtime_features
 
 Features = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]  # split -> (cut name -> (N, C) features, targets)
@@ -30,9 +30,14 @@ def feature_source(candidate: Candidate) -> str:
     return "" if candidate.id.precision == "fp32" else candidate.id.backend
 
 
+def head_of(ctx: RunContext, candidate: Candidate) -> HeadSpec:
+    """The candidate's head."""
+    return ctx.config.head_spec(ctx.config.head_kind(candidate.id.head))
+
+
 def record_key(ctx: RunContext, candidate: Candidate, finetune: FineTuneConfig | None = None) -> str:
     """The store key of a candidate's probe, or of its fine-tuned TRN."""
-    train = ctx.config.train_config()
+    train = ctx.config.train_config(ctx.config.head_kind(candidate.id.head))
     return training_key(ctx.networks[candidate.model].identity, candidate.cut.name, train.head.label(),
                         ctx.dataset.fingerprint(), train.digest(), finetune.blocks if finetune else 0,
                         finetune.digest() if finetune else "", candidate.id.precision, feature_source(candidate))
@@ -41,7 +46,7 @@ def record_key(ctx: RunContext, candidate: Candidate, finetune: FineTuneConfig |
 def make_record(ctx: RunContext, candidate: Candidate, val: dict[str, Any], test: dict[str, Any], seconds: float,
                 finetune: FineTuneConfig | None = None) -> TrainingRecord:
     """A training record of this run (probe, or fine-tuned with `finetune`)."""
-    train = ctx.config.train_config()
+    train = ctx.config.train_config(ctx.config.head_kind(candidate.id.head))
     blocks = finetune.blocks if finetune else 0
     return TrainingRecord(record_key(ctx, candidate, finetune), candidate.model, candidate.cut.name,
                           candidate.cut.index, train.head.label(), ctx.dataset.fingerprint(), train.digest(), blocks,
@@ -73,9 +78,14 @@ class ProbeJob:
 
 def run_probe_job(ctx: RunContext, cached: Features, job: ProbeJob) -> HeadResult:
     """The trained head of one candidate and its validation/test metrics."""
-    cut = job.candidate.cut.name
+    c = job.candidate
     (tx, ty), (vx, vy), (sx, sy) = cached["train"], cached["val"], cached["test"]
-    return fit_head(tx[cut], ty, vx[cut], vy, ctx.dataset.num_classes, ctx.config.train_config(), sx[cut], sy)
+    config = ctx.config.train_config(ctx.config.head_kind(c.id.head))
+    if c.id.multi:
+        reads = [cut.name for cut in ctx.networks[c.model].cuts if cut.index <= c.cut.index]
+        return fit_multi_head(tx, ty, vx, vy, reads, ctx.dataset.num_classes, config, sx, sy)
+    cut = c.cut.name
+    return fit_head(tx[cut], ty, vx[cut], vy, ctx.dataset.num_classes, config, sx[cut], sy)
 
 
 def _score_quantized(ctx: RunContext, candidate: Candidate, fit: HeadResult
@@ -84,8 +94,7 @@ def _score_quantized(ctx: RunContext, candidate: Candidate, fit: HeadResult
     quantized features are kept beside, as probe_val/probe_test."""
     start = time.perf_counter()
     net = ctx.networks[candidate.model]
-    trn = build_trn(net.traced, candidate.cut, ctx.dataset.num_classes, ctx.config.train_config().head,
-                    fit.classifier)
+    trn = build_trn(net.traced, candidate.cut, ctx.dataset.num_classes, head_of(ctx, candidate), fit.classifier)
     b = net.backbone
     scores = evaluate_in_runtime(ctx.session(net, candidate.id.backend, candidate.id.precision), trn, ctx.dataset,
                                  net.traced.input_size, b.mean, b.std)
@@ -116,6 +125,8 @@ def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRe
                 if precision != "fp32":
                     val, test, seconds = _score_quantized(ctx, job.candidate, fit)
                 record = make_record(ctx, job.candidate, val, test, seconds)
+                if isinstance(fit.classifier, MultiHead):
+                    record.metrics["multi_cuts"] = list(fit.classifier.cuts)  # with the state: the whole head
                 ctx.store.put_record(record, fit.classifier.state_dict())
                 records[record.key] = record
                 advance()
@@ -123,10 +134,19 @@ def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRe
 
 
 def trained_classifier(ctx: RunContext, record: TrainingRecord, in_features: int) -> nn.Module:
-    """A probe's classifier with its stored weights."""
-    model = classifier(in_features, ctx.dataset.num_classes, ctx.config.train_config().head)
+    """A probe's classifier (a MultiHead for Head2Toe records) with its stored weights."""
     state = ctx.store.get_artifact(record.key)
     if state is None:
         raise KeyError(record.key)
+    return load_head(record, state, in_features, ctx.dataset.num_classes, ctx.config.head_spec(
+        ctx.config.head_kind(record.head)))
+
+
+def load_head(record: TrainingRecord, state: dict[str, Any], in_features: int, num_classes: int,
+              spec: HeadSpec) -> nn.Module:
+    """A probe's trained classifier from its stored state."""
+    if record.head.startswith("multi"):
+        return MultiHead.from_state(record.metrics["multi_cuts"], state, num_classes, spec).eval()
+    model = classifier(in_features, num_classes, spec)
     model.load_state_dict(state)
     return model.eval()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from netcut.model.head import HeadSpec, classifier
+from netcut.model.head import HeadSpec, MultiHead, classifier
 from netcut.train.loop import EarlyStopping, loss_fn
 from netcut.train.metrics import evaluate
 
@@ -38,7 +38,7 @@ class TrainConfig:
 class HeadResult:
     """A trained classifier (on pooled features) and how it did."""
 
-    classifier: nn.Sequential
+    classifier: nn.Module  # nn.Sequential on one cut's features; a MultiHead for Head2Toe
     val: dict[str, float]
     test: dict[str, float]
     epochs_run: int
@@ -106,3 +106,37 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
             test = evaluate(model(torch.from_numpy(np.ascontiguousarray(test_x, dtype=np.float32))),
                             torch.from_numpy(test_y))
     return HeadResult(model, val, test, epochs, time.perf_counter() - start)
+
+
+Features = dict[str, np.ndarray]  # cut name -> (N, C) pooled features
+
+
+def fit_multi_head(train: Features, train_y: np.ndarray, val: Features, val_y: np.ndarray, reads: list[str],
+                   num_classes: int, config: TrainConfig, test: Features | None = None,
+                   test_y: np.ndarray | None = None) -> HeadResult:
+    """Head2Toe (Evci et al., ICML 2022): a linear probe on the pooled features of every cut in `reads` ranks the
+    features by the norm of their (standardised) weights; the best `config.head.features` of them are kept and the
+    head is trained again on those alone. Returns a MultiHead that reads only the cuts it kept features of."""
+    start = time.perf_counter()
+
+    def joined(features: Features) -> np.ndarray:
+        return np.concatenate([np.asarray(features[c], dtype=np.float32) for c in reads], 1)
+
+    x, vx = joined(train), joined(val)
+    linear = replace(config, head=HeadSpec(dropout=config.head.dropout))
+    ranking = fit_head(x, train_y, vx, val_y, num_classes, linear)
+    weight = next(m for m in ranking.classifier.modules() if isinstance(m, nn.Linear)).weight.detach()
+    spread = standardization(torch.from_numpy(x))[1]
+    importance = (weight * spread).norm(dim=0)  # the folded weight times the spread: the weight of a standard unit
+    keep = np.sort(importance.argsort(descending=True)[:config.head.features].numpy())
+    fit = fit_head(x[:, keep], train_y, vx[:, keep], val_y, num_classes, linear,
+                   None if test is None else joined(test)[:, keep], test_y)
+    bounds = np.cumsum([0] + [train[c].shape[1] for c in reads])
+    cuts, indices = [], []
+    for name, lo, hi in zip(reads, bounds[:-1], bounds[1:]):
+        chosen = keep[(keep >= lo) & (keep < hi)] - lo
+        if len(chosen):
+            cuts.append(name)
+            indices.append(torch.from_numpy(chosen.astype(np.int64)))
+    head = MultiHead(cuts, indices, fit.classifier)
+    return HeadResult(head, fit.val, fit.test, fit.epochs_run, time.perf_counter() - start)
