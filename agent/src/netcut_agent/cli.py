@@ -1,0 +1,133 @@
+"""`netcut-agent measure`: time model files on this device, without PyTorch, with netcut's timing rules.
+
+Exit codes: 0 ok, 2 bad input (a missing or malformed model file, a runtime not installed, impossible settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from netcut_agent import __version__
+from netcut_agent.bench import Bench
+from netcut_agent.runtimes import RUNTIMES, ModelError, RuntimeMissing, get_runtime
+from netcut_agent.timing import TimingConfig, machine
+
+RUNTIME_OF_SUFFIX = {".onnx": "onnxruntime", ".tflite": "litert", ".xml": "openvino"}
+
+
+class UsageError(Exception):
+    """Bad input: the message names the problem and the fix."""
+
+
+def read_model(path: Path) -> bytes:
+    """A model file's bytes; an OpenVINO IR (.xml) travels with its .bin as one payload."""
+    if not path.is_file():
+        raise UsageError(f"model file {str(path)!r} does not exist\nfix: pass the path of an .onnx, .tflite or "
+                         ".xml (OpenVINO IR) file")
+    if path.suffix == ".xml":
+        from netcut_agent.runtimes.openvino import pack_ir
+
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise UsageError(f"OpenVINO IR {str(path)!r} has no {weights.name} beside it\nfix: keep the .xml and "
+                             ".bin files together")
+        return pack_ir(path.read_bytes(), weights.read_bytes())
+    return path.read_bytes()
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,3,96,96' -> (1, 3, 96, 96)."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise UsageError(f"input shape {text!r} is not a list of positive integers\nfix: pass e.g. --input-shape "
+                         "1,3,96,96 (NCHW, as netcut exports)")
+    return shape
+
+
+def runtime_for(paths: list[Path], requested: str | None) -> str:
+    """The runtime named, or the one every file's suffix implies."""
+    if requested:
+        return requested
+    names = {RUNTIME_OF_SUFFIX.get(p.suffix) for p in paths}
+    if None in names or len(names) != 1:
+        raise UsageError("cannot tell the runtime from the file names\nfix: pass --runtime "
+                         f"{'|'.join(RUNTIMES)} (one runtime per job)")
+    return str(names.pop())
+
+
+def measure(paths: list[Path], runtime_name: str | None, shape: tuple[int, ...], threads: int,
+            config: TimingConfig) -> dict[str, Any]:
+    """Load every model in one runtime and time them interleaved; the result with the device's environment."""
+    name = runtime_for(paths, runtime_name)
+    try:
+        runtime = get_runtime(name, threads)
+    except (KeyError, RuntimeMissing) as exc:
+        raise UsageError(f"{exc}\nfix: pip install 'netcut-agent[{name}]', or choose another --runtime") from exc
+    bench = Bench(runtime)
+    labels = []
+    for path in paths:
+        label = str(path)
+        try:
+            bench.load(label, read_model(path), shape)
+            bench.run(label, bench.models[label][1])  # a wrong input shape fails here, not mid-timing
+        except ModelError as exc:
+            raise UsageError(f"{path}: {exc}\nfix: pass a model file this runtime can load") from exc
+        except Exception as exc:  # noqa: BLE001 - a runtime's own error on a model it loaded: bad input, not a bug
+            raise UsageError(f"{path} does not run with input {list(shape)}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}\nfix: pass the model's --input-shape"
+                             ) from exc
+        labels.append(label)
+    result = bench.time(labels, config)
+    env = {**machine(), "threads": threads, "runtime": name, **runtime.versions(), "agent": __version__}
+    return {"models": {k: v.to_json() for k, v in result.stats.items()}, "environment": env,
+            "timing": {"warmup": config.warmup, "repeats": config.repeats, "interleaved": True}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `netcut-agent`."""
+    parser = argparse.ArgumentParser(prog="netcut-agent", description=__doc__.splitlines()[0],
+                                     epilog="example: netcut-agent measure winner.tflite trn.tflite --input-shape "
+                                            "1,3,96,96 --threads 4 --json\nexit codes: 0 ok, 2 bad input",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"netcut-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    m = commands.add_parser("measure", help="time model files interleaved in one runtime")
+    m.add_argument("models", nargs="+", type=Path, help=".onnx, .tflite or OpenVINO .xml (with its .bin)")
+    m.add_argument("--input-shape", required=True, help="NCHW input shape, e.g. 1,3,96,96")
+    m.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: from the file suffix")
+    m.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads (default: all cores)")
+    m.add_argument("--repeats", type=int, default=30, help="timed rounds (default 30)")
+    m.add_argument("--warmup", type=int, default=5, help="discarded warm-up rounds (default 5)")
+    m.add_argument("--json", action="store_true", help="print JSON (p50/p90/p99/mean/std in ms and the environment)")
+    args = parser.parse_args(argv)
+    try:
+        if args.threads < 1:
+            raise UsageError(f"threads must be ≥ 1, got {args.threads}\nfix: pass --threads 1 or more")
+        try:
+            config = TimingConfig(args.warmup, args.repeats).check()
+        except ValueError as exc:
+            raise UsageError(f"{exc}\nfix: pass --repeats 1 or more and --warmup 0 or more") from exc
+        report = measure(args.models, args.runtime, parse_shape(args.input_shape), args.threads, config)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        env = report["environment"]
+        print(f"{env['runtime']} on {env['cpu']}, {env['threads']} threads, {config.repeats} interleaved rounds:")
+        for name, s in report["models"].items():
+            print(f"  {name}: p50 {s['p50']:.3f} ms, p90 {s['p90']:.3f} ms, p99 {s['p99']:.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
