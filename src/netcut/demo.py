@@ -9,6 +9,7 @@ import torch
 from rich.console import Console
 
 DEMO_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+DEMO_BUDGET_S = 300.0  # fine-tuning wall time for all deadlines together
 
 
 def _photo(name: str) -> Path:
@@ -61,7 +62,7 @@ def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
                   "empirical estimator: one chained pass per network, calibrated on measured TRNs:")
     config = ExploreConfig(models=DEMO_MODELS, data="fashion-mnist", input_size=size, limit_train=limit_train,
                            limit_test=limit_test, run_dir=run_dir, repeats=10 if quick else 30,
-                           precisions=("fp32", "int8"))
+                           precisions=("fp32", "int8"), budget_s=None if quick else DEMO_BUDGET_S)
     candidates = Explorer(config, Reporter()).candidates()
     full = {(c.model, c.id.precision): c for c in candidates if c.is_full}
     latencies = {model: c.estimate.p50 for (model, precision), c in full.items() if precision == "fp32"}
@@ -71,9 +72,12 @@ def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
     deadlines = choose_deadlines(latencies)
     console.print(f"  deadlines: {', '.join(f'{d:g} ms' for d in deadlines)} (one below the fastest network, one "
                   "between each pair of sizes: where trimmed networks can win)")
+    tuning = ("" if config.budget_s is None else
+              f" then fine-tune every layer of the most promising fp32 ones and of the best off-the-shelf network "
+              f"within a {config.budget_s / 60:g}-minute budget (successive halving over epochs);")
     console.print(f"\n3. NetCut: propose the TRNs that meet each deadline, retrain only those ({limit_train} "
                   "training images, frozen trunk, cached features; int8 heads on the int8 network's own features, "
-                  "scored as the whole int8 network in ONNX Runtime), verify the winner's latency:")
+                  f"scored as the whole int8 network in ONNX Runtime),{tuning} verify the winner's latency:")
     result = Explorer(replace(config, deadlines=tuple(deadlines)), Reporter()).run()
     print_result(console, result)
     paths = write_report(result, Path(run_dir) / "report")
