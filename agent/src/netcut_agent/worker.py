@@ -13,11 +13,15 @@ import argparse
 import os
 import pickle
 import struct
+import subprocess
 import sys
+import threading
 import traceback
 from typing import IO, Any
 
-from netcut_agent.bench import Bench
+import numpy as np
+
+from netcut_agent.bench import Bench, TimingResult
 from netcut_agent.runtimes import ModelError, get_runtime
 from netcut_agent.timing import TimingConfig, machine
 
@@ -80,6 +84,94 @@ def serve(runtime: str, threads: int, requests: IO[bytes], replies: IO[bytes]) -
         except Exception as exc:  # report, keep serving: one bad request must not end the worker
             send(replies, {"ok": False, "kind": type(exc).__name__, "message": str(exc)[:2000],
                            "traceback": traceback.format_exc()[-4000:]})
+
+
+class WorkerFailure(Exception):
+    """A request the worker refused (kind: "model", "RuntimeMissing", ...) or a worker that ended ("ended")."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+class WorkerProcess:
+    """The client side: starts a worker process owning one runtime at a fixed thread count and talks to it."""
+
+    def __init__(self, runtime: str, threads: int) -> None:
+        self.runtime, self.threads = runtime, threads
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # the worker's own thread pools are the runtime's; keep BLAS/OpenMP from adding more
+        env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "netcut_agent.worker", "--runtime", runtime, "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self._stderr: list[bytes] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.lock = threading.Lock()
+        hello = self.call({"op": "hello"})
+        self.versions: dict[str, str] = hello["versions"]
+        self.machine: dict[str, Any] = hello["machine"]
+        self.pid: int = hello["pid"]
+
+    def _drain(self) -> None:
+        """Keep the worker's stderr flowing (runtimes log there) and remember its tail for errors."""
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr = (self._stderr + [line])[-40:]
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.poll() is None
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and wait for its reply; WorkerFailure if refused or if the worker ended."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with self.lock:
+            try:
+                send(self.process.stdin, request)
+                reply: dict[str, Any] = receive(self.process.stdout)
+            except (EOFError, BrokenPipeError, OSError) as exc:
+                tail = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-3:]
+                raise WorkerFailure("ended", f"the worker process ended unexpectedly ({type(exc).__name__}); its "
+                                    f"last words: {' | '.join(tail) or 'none'}") from exc
+        if not reply.get("ok"):
+            raise WorkerFailure(str(reply.get("kind")), str(reply.get("message", "")))
+        return reply
+
+    def load(self, name: str, payload: bytes, shape: tuple[int, ...]) -> None:
+        """Load a model file under a name, with an input of the given shape for timing."""
+        self.call({"op": "load", "name": name, "payload": payload, "shape": list(shape)})
+
+    def unload(self, names: list[str] | None = None) -> None:
+        """Forget loaded models (all by default)."""
+        self.call({"op": "unload", "names": names})
+
+    def run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
+        """Run a loaded model on an input batch."""
+        outputs: list[np.ndarray] = self.call({"op": "run", "name": name, "x": x})["outputs"]
+        return outputs
+
+    def time(self, timed: list[str], config: TimingConfig, chains: dict[str, list[str]] | None = None
+             ) -> TimingResult:
+        """Time loaded models and chains, interleaved, in the worker."""
+        reply = self.call({"op": "time", "timed": timed, "chains": chains or {},
+                           "config": {"warmup": config.warmup, "repeats": config.repeats,
+                                      "min_round_s": config.min_round_s}})
+        return TimingResult.from_json(reply["result"])
+
+    def close(self) -> None:
+        """Stop the worker (politely, then firmly)."""
+        if self.alive:
+            try:
+                self.call({"op": "close"})
+            except WorkerFailure:
+                pass
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
