@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from netcut_agent.runtimes import Runner, Runtime
+from netcut_agent.runtimes import ModelError, Runner, Runtime, input_shape
 from netcut_agent.stats import LatencyStats
 from netcut_agent.timing import ChainCall, TimingConfig, measure_interleaved
 
@@ -43,9 +43,15 @@ class Bench:
         self.runtime = runtime
         self.models: dict[str, tuple[Runner, np.ndarray]] = {}
 
-    def load(self, name: str, payload: bytes, input_shape: tuple[int, ...]) -> None:
-        """Load a model (replacing one of the same name) with a deterministic input of its shape."""
-        self.models[name] = (self.runtime.load(payload), example(tuple(input_shape)))
+    def load(self, name: str, payload: bytes, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Load a model (replacing one of the same name) with a deterministic input of its shape (by default the
+        model's own fixed input shape); returns the shape."""
+        runner = self.runtime.load(payload)
+        shape = tuple(shape) if shape else input_shape(runner)
+        if not shape:
+            raise ModelError("the model's input shape is not fixed: give the input shape")
+        self.models[name] = (runner, example(shape))
+        return shape
 
     def unload(self, names: list[str] | None = None) -> None:
         """Forget models (all when names is None)."""

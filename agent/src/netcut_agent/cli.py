@@ -63,7 +63,7 @@ def runtime_for(paths: list[Path], requested: str | None) -> str:
     return str(names.pop())
 
 
-def measure(paths: list[Path], runtime_name: str | None, shape: tuple[int, ...], threads: int,
+def measure(paths: list[Path], runtime_name: str | None, shape: tuple[int, ...] | None, threads: int,
             config: TimingConfig) -> dict[str, Any]:
     """Load every model in one runtime and time them interleaved; the result with the device's environment."""
     name = runtime_for(paths, runtime_name)
@@ -74,14 +74,16 @@ def measure(paths: list[Path], runtime_name: str | None, shape: tuple[int, ...],
     bench = Bench(runtime)
     labels = []
     for path in paths:
-        label = str(path)
+        label, payload = str(path), read_model(path)
         try:
-            bench.load(label, read_model(path), shape)
+            bench.load(label, payload, shape)
             bench.run(label, bench.models[label][1])  # a wrong input shape fails here, not mid-timing
         except ModelError as exc:
-            raise UsageError(f"{path}: {exc}\nfix: pass a model file this runtime can load") from exc
+            raise UsageError(f"{path}: {exc}\nfix: pass a model file this runtime can load (and --input-shape if "
+                             "its input shape is not fixed)") from exc
         except Exception as exc:  # noqa: BLE001 - a runtime's own error on a model it loaded: bad input, not a bug
-            raise UsageError(f"{path} does not run with input {list(shape)}: {type(exc).__name__}: "
+            raise UsageError(f"{path} does not run with input {list(bench.models[label][1].shape)}: "
+                             f"{type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}\nfix: pass the model's --input-shape"
                              ) from exc
         labels.append(label)
@@ -89,6 +91,57 @@ def measure(paths: list[Path], runtime_name: str | None, shape: tuple[int, ...],
     env = {**machine(), "threads": threads, "runtime": name, **runtime.versions(), "agent": __version__}
     return {"models": {k: v.to_json() for k, v in result.stats.items()}, "environment": env,
             "timing": {"warmup": config.warmup, "repeats": config.repeats, "interleaved": True}}
+
+
+def read_token(path: Path) -> str:
+    """The token in a file (its first line)."""
+    try:
+        lines = path.read_text().strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the token file {str(path)!r}: {exc}\nfix: pass a readable text file "
+                         "holding the token, or leave --token-file out to generate one") from exc
+    token = lines[0].strip() if lines else ""
+    if len(token) < 16:
+        raise UsageError(f"the token in {str(path)!r} is shorter than 16 characters\nfix: put a long random token "
+                         "there, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+    return token
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the HTTP agent until interrupted."""
+    from netcut_agent.server import create_server
+
+    try:
+        if args.threads < 1 or args.max_body_mb <= 0:
+            raise UsageError("threads must be ≥ 1 and max-body-mb positive\nfix: pass --threads 1 or more and "
+                             "--max-body-mb 256 (or another positive size)")
+        token = read_token(args.token_file) if args.token_file else None
+        server, agent = create_server(args.host, args.port, token, int(args.max_body_mb * 2**20), args.threads,
+                                      args.allow_remote)
+    except ValueError as exc:
+        print(f"error: {exc}\nfix: bind to 127.0.0.1 and reach it through an SSH tunnel, or pass --allow-remote",
+              file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}\nfix: choose another --port",
+              file=sys.stderr)
+        return 2
+    host, port = str(server.server_address[0]), server.server_address[1]
+    print(f"netcut-agent {__version__} serving on http://{host}:{port} (runtimes: {', '.join(sorted(RUNTIMES))})",
+          flush=True)
+    if not args.token_file:
+        print(f"token: {agent.token}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        agent.shutdown()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,13 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     m = commands.add_parser("measure", help="time model files interleaved in one runtime")
     m.add_argument("models", nargs="+", type=Path, help=".onnx, .tflite or OpenVINO .xml (with its .bin)")
-    m.add_argument("--input-shape", required=True, help="NCHW input shape, e.g. 1,3,96,96")
+    m.add_argument("--input-shape", help="NCHW input shape, e.g. 1,3,96,96 (default: the model's own, if fixed)")
     m.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: from the file suffix")
     m.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads (default: all cores)")
     m.add_argument("--repeats", type=int, default=30, help="timed rounds (default 30)")
     m.add_argument("--warmup", type=int, default=5, help="discarded warm-up rounds (default 5)")
     m.add_argument("--json", action="store_true", help="print JSON (p50/p90/p99/mean/std in ms and the environment)")
+    v = commands.add_parser("serve", help="measure model files sent over HTTP (token required)",
+                            epilog="routes: see README (GET /v1/health, POST /v1/measure, /v1/sessions...)")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    v.add_argument("--token-file", type=Path, help="read the token from this file (default: generate and print it)")
+    v.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="default intra-op threads per job")
+    v.add_argument("--max-body-mb", type=float, default=256.0, help="largest model file accepted (default 256)")
+    v.add_argument("--allow-remote", action="store_true",
+                   help="allow binding to a non-loopback address (put TLS in front: reverse proxy or SSH tunnel)")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
     try:
         if args.threads < 1:
             raise UsageError(f"threads must be ≥ 1, got {args.threads}\nfix: pass --threads 1 or more")
@@ -115,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             config = TimingConfig(args.warmup, args.repeats).check()
         except ValueError as exc:
             raise UsageError(f"{exc}\nfix: pass --repeats 1 or more and --warmup 0 or more") from exc
-        report = measure(args.models, args.runtime, parse_shape(args.input_shape), args.threads, config)
+        shape = parse_shape(args.input_shape) if args.input_shape else None
+        report = measure(args.models, args.runtime, shape, args.threads, config)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -51,8 +51,8 @@ def handle(bench: Bench, request: dict[str, Any]) -> dict[str, Any]:
     """Answer one request."""
     op = request["op"]
     if op == "load":
-        bench.load(request["name"], request["payload"], tuple(request["shape"]))
-        return {}
+        shape = bench.load(request["name"], request["payload"], tuple(request.get("shape") or ()))
+        return {"shape": list(shape)}
     if op == "unload":
         bench.unload(request.get("names"))
         return {}
@@ -139,9 +139,10 @@ class WorkerProcess:
             raise WorkerFailure(str(reply.get("kind")), str(reply.get("message", "")))
         return reply
 
-    def load(self, name: str, payload: bytes, shape: tuple[int, ...]) -> None:
-        """Load a model file under a name, with an input of the given shape for timing."""
-        self.call({"op": "load", "name": name, "payload": payload, "shape": list(shape)})
+    def load(self, name: str, payload: bytes, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Load a model file under a name, with an input of the given shape (default: the model's) for timing."""
+        reply = self.call({"op": "load", "name": name, "payload": payload, "shape": list(shape or ())})
+        return tuple(reply["shape"])
 
     def unload(self, names: list[str] | None = None) -> None:
         """Forget loaded models (all by default)."""

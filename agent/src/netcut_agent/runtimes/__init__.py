@@ -59,6 +59,20 @@ def get_runtime(name: str, threads: int) -> Runtime:
     return runtime
 
 
+def with_input_shape(run: Runner, shape: Any) -> Runner:
+    """The runner, carrying its model's input shape when every dimension is fixed (`input_shape(runner)` reads it)."""
+    dims = [] if shape is None else list(shape)
+    fixed = bool(dims) and all(isinstance(d, (int, np.integer)) and d > 0 for d in dims)
+    run.input_shape = tuple(int(d) for d in dims) if fixed else None  # type: ignore[attr-defined]
+    return run
+
+
+def input_shape(run: Runner) -> tuple[int, ...] | None:
+    """The fixed input shape of a loaded model, if its runtime could tell."""
+    shape: tuple[int, ...] | None = getattr(run, "input_shape", None)
+    return shape
+
+
 def import_or_missing(module: str, package: str) -> Any:
     """Import a runtime's package, or raise RuntimeMissing naming what to install."""
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from netcut_agent.runtimes import ModelError, Runner, import_or_missing
+from netcut_agent.runtimes import ModelError, Runner, import_or_missing, with_input_shape
 
 
 def _order(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,7 +56,7 @@ class LiteRT:
                 results.append(value)
             return results
 
-        return run
+        return with_input_shape(run, source["shape"])
 
     def versions(self) -> dict[str, str]:
         """The ai-edge-litert version."""

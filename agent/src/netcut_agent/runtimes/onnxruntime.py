@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from netcut_agent.runtimes import ModelError, Runner, import_or_missing
+from netcut_agent.runtimes import ModelError, Runner, import_or_missing, with_input_shape
 
 
 class OnnxRuntime:
@@ -37,7 +37,7 @@ class OnnxRuntime:
         def run(x: np.ndarray) -> list[np.ndarray]:
             return list(session.run(None, {name: x}))
 
-        return run
+        return with_input_shape(run, session.get_inputs()[0].shape)
 
     def versions(self) -> dict[str, str]:
         """The onnxruntime version."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from netcut_agent.runtimes import ModelError, Runner, import_or_missing
+from netcut_agent.runtimes import ModelError, Runner, import_or_missing, with_input_shape
 
 IR_XML, IR_BIN = "model.xml", "model.bin"
 
@@ -83,7 +83,8 @@ class OpenVino:
             result = request.infer({0: x})
             return [np.asarray(result[o]) for o in outputs]
 
-        return run
+        shape = compiled.inputs[0].partial_shape
+        return with_input_shape(run, list(shape.to_shape()) if shape.is_static else None)
 
     def versions(self) -> dict[str, str]:
         """The openvino version."""

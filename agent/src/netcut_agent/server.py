@@ -1,0 +1,333 @@
+"""`netcut-agent serve`: the device side of remote profiling, over HTTP, one measurement at a time.
+
+Routes (JSON replies; every route but /v1/health needs `Authorization: Bearer TOKEN`):
+
+    GET    /v1/health                                    up or not (no token)
+    GET    /v1/device                                    the device's environment and installed runtimes
+    POST   /v1/measure?format=onnx|tflite|openvino[&runtime=R][&threads=N][&repeats=R][&warmup=W][&shape=1,3,H,W]
+                                                         body: one model file; p50/p90/p99/mean/std (ms), environment
+    POST   /v1/sessions?runtime=R&threads=N              a session: one runtime process keeping models loaded
+    POST   /v1/sessions/ID/models?name=NAME[&shape=...]  body: a model file, loaded under NAME
+    POST   /v1/sessions/ID/time                          body: {"timed": [...], "chains": {...}, "config": {...}}
+    POST   /v1/sessions/ID/run?name=NAME                 body: an .npy input; reply: an .npz of the outputs
+    POST   /v1/sessions/ID/unload                        body: {"names": [...] or null}
+    DELETE /v1/sessions/ID
+
+Bodies are size-limited (413), model files are checked before a runtime sees them (pickles, archives of code and
+anything that is not ONNX, TFLite or OpenVINO IR: 400), and each runtime runs in a worker process of its own, so a
+model that crashes its runtime costs that process, not the server (400, and the next job gets a fresh process).
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import secrets
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from netcut_agent import __version__
+from netcut_agent.runtimes import RUNTIMES
+from netcut_agent.timing import TimingConfig, machine
+from netcut_agent.worker import WorkerFailure, WorkerProcess
+
+RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "openvino": "openvino"}
+FORMATS_OF_RUNTIME = {"onnxruntime": ("onnx",), "litert": ("tflite",), "openvino": ("onnx", "openvino")}
+MAX_SESSIONS = 8
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class HttpError(Exception):
+    """A refusal with its status code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def check_model(body: bytes, fmt: str) -> None:
+    """Refuse anything that is not a model file of the format named (never pickles, archives or code)."""
+    if not body:
+        raise HttpError(400, "empty body: send the model file as the raw request body")
+    if body[:1] == b"\x80" or body[:2] == b"PK" or body[:2] == b"#!" or body.lstrip()[:1] in (b"{", b"["):
+        raise HttpError(400, f"not a {fmt} model file (pickles, zip archives, scripts and JSON are refused)")
+    if fmt == "tflite" and body[4:8] != b"TFL3":
+        raise HttpError(400, "not a TFLite model file (no TFL3 identifier)")
+    if fmt == "openvino" and body[257:262] != b"ustar":
+        raise HttpError(400, "an OpenVINO IR is sent as a tar of model.xml and model.bin (netcut packs it)")
+    if fmt == "onnx" and body[:1] != b"\x08":  # an ONNX ModelProto starts with its ir_version field
+        raise HttpError(400, "not an ONNX model file (it does not start with an ONNX ir_version)")
+
+
+def _int(query: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+    text = query.get(name, [str(default)])[0]
+    try:
+        value = int(text)
+    except ValueError:
+        raise HttpError(400, f"{name} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise HttpError(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _shape(query: dict[str, list[str]]) -> tuple[int, ...] | None:
+    text = query.get("shape", [""])[0]
+    if not text:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1 or len(shape) > 8:
+        raise HttpError(400, f"shape must be positive integers separated by commas, got {text!r}")
+    return shape
+
+
+class Agent:
+    """The server's state: runtime worker processes, sessions, and the one lock every measurement takes."""
+
+    def __init__(self, token: str, max_body: int, default_threads: int) -> None:
+        self.token, self.max_body, self.default_threads = token, max_body, default_threads
+        self.job = threading.Lock()  # one job at a time: measurements never overlap
+        self.workers: dict[tuple[str, int], WorkerProcess] = {}
+        self.sessions: dict[str, tuple[WorkerProcess, float]] = {}
+
+    def authorized(self, header: str | None) -> bool:
+        """Whether the Authorization header carries the token (compared in constant time)."""
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+    def worker(self, runtime: str, threads: int) -> WorkerProcess:
+        """A live worker for /v1/measure (a crashed one is replaced)."""
+        key = (runtime, threads)
+        worker = self.workers.get(key)
+        if worker is None or not worker.alive:
+            worker = self.workers[key] = start_worker(runtime, threads)
+        return worker
+
+    def measure(self, body: bytes, query: dict[str, list[str]]) -> dict[str, Any]:
+        """Load one model and time it."""
+        fmt = query.get("format", [""])[0]
+        if fmt not in RUNTIME_OF_FORMAT:
+            raise HttpError(400, f"format must be one of {', '.join(RUNTIME_OF_FORMAT)}, got {fmt!r}")
+        runtime = query.get("runtime", [RUNTIME_OF_FORMAT[fmt]])[0]
+        if fmt not in FORMATS_OF_RUNTIME.get(runtime, ()):
+            raise HttpError(400, f"runtime {runtime!r} does not load {fmt} files")
+        check_model(body, fmt)
+        threads = _int(query, "threads", self.default_threads, 1, 1024)
+        config = TimingConfig(_int(query, "warmup", 5, 0, 10_000), _int(query, "repeats", 30, 1, 100_000))
+        shape = _shape(query)
+        with self.job:
+            worker = self.worker(runtime, threads)
+            try:
+                shape = worker.load("model", body, shape)
+                stats = worker.time(["model"], config).stats["model"]
+            except WorkerFailure as exc:
+                raise refusal(exc) from exc
+            finally:
+                if worker.alive:
+                    worker.unload()
+            env = {**worker.machine, **worker.versions, "runtime": runtime, "threads": threads,
+                   "agent": __version__}
+        return {"p50_ms": stats.p50, "p90_ms": stats.p90, "p99_ms": stats.p99, "mean_ms": stats.mean,
+                "std_ms": stats.std, "min_ms": stats.min, "n": stats.n, "input_shape": list(shape),
+                "format": fmt, "environment": env}
+
+    def open_session(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """Start a runtime process that keeps models loaded between requests."""
+        runtime = query.get("runtime", [""])[0]
+        if runtime not in RUNTIMES:
+            raise HttpError(400, f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        threads = _int(query, "threads", self.default_threads, 1, 1024)
+        with self.job:
+            if len(self.sessions) >= MAX_SESSIONS:  # the least recently used one goes
+                oldest = min(self.sessions, key=lambda k: self.sessions[k][1])
+                self.sessions.pop(oldest)[0].close()
+            worker = start_worker(runtime, threads)
+            session = uuid.uuid4().hex
+            self.sessions[session] = (worker, time.monotonic())
+        return {"session": session, "runtime": runtime, "threads": threads, "versions": worker.versions,
+                "machine": worker.machine, "agent": __version__}
+
+    def in_session(self, session: str, action: str, body: bytes, query: dict[str, list[str]]
+                   ) -> tuple[dict[str, Any] | bytes, str]:
+        """One request on a session: (reply, content type)."""
+        with self.job:
+            if session not in self.sessions:
+                raise HttpError(404, f"no session {session!r} (it was closed, evicted or its runtime crashed)")
+            worker = self.sessions[session][0]
+            self.sessions[session] = (worker, time.monotonic())
+            try:
+                return self._session_action(worker, action, body, query)
+            except WorkerFailure as exc:
+                if not worker.alive:
+                    self.sessions.pop(session, None)
+                raise refusal(exc) from exc
+
+    def _session_action(self, worker: WorkerProcess, action: str, body: bytes, query: dict[str, list[str]]
+                        ) -> tuple[dict[str, Any] | bytes, str]:
+        if action == "models":
+            name = query.get("name", [""])[0]
+            if not name:
+                raise HttpError(400, "name is required: /v1/sessions/ID/models?name=NAME")
+            fmt = "tflite" if worker.runtime == "litert" else ("openvino" if body[257:262] == b"ustar" else "onnx")
+            check_model(body, fmt)
+            return {"shape": list(worker.load(name, body, _shape(query)))}, "application/json"
+        if action == "run":
+            try:
+                x = np.load(io.BytesIO(body), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise HttpError(400, f"the body is not an .npy array: {exc}") from exc
+            outputs = worker.run(query.get("name", [""])[0], np.ascontiguousarray(x, dtype=np.float32))
+            buffer = io.BytesIO()
+            np.savez(buffer, *outputs)
+            return buffer.getvalue(), "application/octet-stream"
+        request = parse_json(body)
+        if action == "time":
+            timed, chains, config = request.get("timed"), request.get("chains") or {}, request.get("config") or {}
+            if not isinstance(timed, list) or not all(isinstance(t, str) for t in timed) or not timed:
+                raise HttpError(400, "timed must be a list of loaded model names")
+            try:
+                timing = TimingConfig(int(config.get("warmup", 5)), int(config.get("repeats", 30)),
+                                      float(config.get("min_round_s", 0.0))).check()
+            except (TypeError, ValueError) as exc:
+                raise HttpError(400, f"bad timing config: {exc}") from exc
+            return worker.time(timed, timing, chains).to_json(), "application/json"
+        if action == "unload":
+            worker.unload(request.get("names"))
+            return {}, "application/json"
+        raise HttpError(404, f"no route /v1/sessions/ID/{action}")
+
+    def close_session(self, session: str) -> None:
+        """Stop a session's runtime process."""
+        with self.job:
+            entry = self.sessions.pop(session, None)
+        if entry is None:
+            raise HttpError(404, f"no session {session!r}")
+        entry[0].close()
+
+    def shutdown(self) -> None:
+        """Stop every runtime process."""
+        for worker in [*self.workers.values(), *(w for w, _ in self.sessions.values())]:
+            worker.close()
+
+
+def start_worker(runtime: str, threads: int) -> WorkerProcess:
+    """A runtime's worker process, or a refusal saying the runtime is not installed here."""
+    try:
+        return WorkerProcess(runtime, threads)
+    except WorkerFailure as exc:
+        raise HttpError(400, f"runtime {runtime} cannot start here: {exc.message}") from exc
+
+
+def refusal(failure: WorkerFailure) -> HttpError:
+    """A worker's failure as the client sees it: the model's fault (400) unless the request was bad otherwise."""
+    if failure.kind == "ended":
+        return HttpError(400, "the runtime crashed on this model (its process was replaced; the agent keeps serving)")
+    if failure.kind in ("model", "KeyError", "ValueError", "RuntimeMissing"):
+        return HttpError(400, failure.message)
+    return HttpError(400, f"the runtime failed: {failure.message}")
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object body."""
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise HttpError(400, f"the body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise HttpError(400, "the body must be a JSON object")
+    return value
+
+
+def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
+    """The request handler bound to one agent."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"netcut-agent/{__version__}"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            pass  # one line per job is printed by the caller's wrapper instead
+
+        def _reply(self, status: int, body: dict[str, Any] | bytes, content_type: str = "application/json"
+                   ) -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="netcut-agent"')
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            length = self.headers.get("Content-Length")
+            if length is None:
+                if self.command == "POST":
+                    raise HttpError(411, "Content-Length is required")
+                return b""
+            try:
+                size = int(length)
+            except ValueError:
+                raise HttpError(400, "Content-Length is not a number") from None
+            if size > agent.max_body:
+                self.close_connection = True  # the unread body must not be parsed as the next request
+                raise HttpError(413, f"the body is {size} bytes; this agent accepts at most {agent.max_body}")
+            return self.rfile.read(size)
+
+        def _handle(self) -> None:
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            parts = [p for p in url.path.split("/") if p]
+            try:
+                if self.command == "GET" and parts == ["v1", "health"]:
+                    self._reply(200, {"status": "up"})
+                    return
+                if not agent.authorized(self.headers.get("Authorization")):
+                    self.close_connection = True
+                    raise HttpError(401, "missing or wrong token (Authorization: Bearer TOKEN)")
+                body = self._body()
+                reply: dict[str, Any] | bytes
+                content_type = "application/json"
+                if self.command == "GET" and parts == ["v1", "device"]:
+                    reply = {"environment": machine(), "runtimes": sorted(RUNTIMES), "agent": __version__}
+                elif self.command == "POST" and parts == ["v1", "measure"]:
+                    reply = agent.measure(body, query)
+                elif self.command == "POST" and parts == ["v1", "sessions"]:
+                    reply = agent.open_session(query)
+                elif self.command == "POST" and len(parts) == 4 and parts[:2] == ["v1", "sessions"]:
+                    reply, content_type = agent.in_session(parts[2], parts[3], body, query)
+                elif self.command == "DELETE" and len(parts) == 3 and parts[:2] == ["v1", "sessions"]:
+                    agent.close_session(parts[2])
+                    reply = {}
+                else:
+                    raise HttpError(404, f"no route {self.command} {url.path}")
+                self._reply(200, reply, content_type)
+            except HttpError as exc:
+                self._reply(exc.status, {"error": exc.message})
+            except Exception as exc:  # noqa: BLE001 - a bug must cost one request, never the server
+                self._reply(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
+
+        do_GET = do_POST = do_DELETE = _handle
+
+    return Handler
+
+
+def create_server(host: str, port: int, token: str | None = None, max_body: int = 256 * 2**20,
+                  threads: int = 1, allow_remote: bool = False) -> tuple[ThreadingHTTPServer, Agent]:
+    """A server ready to serve_forever() (a token is generated unless given); non-loopback hosts need allow_remote."""
+    if host not in LOOPBACK and not allow_remote:
+        raise ValueError(f"binding to {host} exposes the agent beyond this machine: pass --allow-remote (and put "
+                         "TLS in front of it: a reverse proxy or an SSH tunnel)")
+    agent = Agent(token or secrets.token_urlsafe(24), max_body, threads)
+    server = ThreadingHTTPServer((host, port), make_handler(agent))
+    server.daemon_threads = True
+    return server, agent

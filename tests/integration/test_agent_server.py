@@ -1,0 +1,179 @@
+"""`netcut-agent serve`, a real server process on 127.0.0.1 without PyTorch: it measures model files for whoever has
+the token, refuses strangers, oversized bodies and anything that is not a model file, and keeps serving."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from netcut.latency.backends import get_backend
+from tiny_models import Chain
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, bytes]:
+    """A tiny trained-looking CNN converted by netcut to ONNX and TFLite."""
+    torch.manual_seed(0)
+    traced = torch.fx.symbolic_trace(Chain(num_classes=2).eval())
+    example = torch.zeros(1, 3, 32, 32)
+    return {fmt: get_backend(backend).convert(traced, example)
+            for fmt, backend in (("onnx", "onnxruntime"), ("tflite", "litert"))}
+
+
+def start_agent(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """The agent in a process where importing torch fails."""
+    shadow = tmp_path / "shadow" / "torch"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text("raise ImportError('the agent imported torch')\n")
+    env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
+    return subprocess.Popen([sys.executable, "-m", "netcut_agent.cli", "serve", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    process = start_agent(tmp_path_factory.mktemp("agent"), "--port", "0", "--threads", "1", "--max-body-mb", "8")
+    assert process.stdout is not None
+    url = process.stdout.readline().split("serving on ")[1].split()[0]
+    token = process.stdout.readline().split("token: ")[1].strip()
+    yield url, token
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def call(url: str, path: str, token: str | None = None, body: bytes | None = None, method: str | None = None
+         ) -> tuple[int, bytes]:
+    request = urllib.request.Request(url + path, data=body, method=method or ("POST" if body is not None else "GET"))
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_health_needs_no_token_and_says_only_that_it_is_up(agent):
+    url, _ = agent
+    assert call(url, "/v1/health") == (200, b'{"status": "up"}')
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token-wrong-token"])
+def test_strangers_are_refused(agent, models, token):
+    url, _ = agent
+    status, body = call(url, "/v1/measure?format=onnx", token, models["onnx"])
+    assert status == 401 and "token" in json.loads(body)["error"]
+    assert call(url, "/v1/device", token)[0] == 401
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_measures_a_model_file_with_the_token(agent, models, fmt):
+    url, token = agent
+    status, body = call(url, f"/v1/measure?format={fmt}&threads=1&repeats=5&warmup=1", token, models[fmt])
+    assert status == 200, body
+    reply = json.loads(body)
+    assert 0 < reply["p50_ms"] <= reply["p90_ms"] <= reply["p99_ms"] and reply["n"] == 5
+    assert reply["input_shape"] == [1, 3, 32, 32]  # read from the model itself
+    env = reply["environment"]
+    assert env["runtime"] == {"onnx": "onnxruntime", "tflite": "litert"}[fmt] and env["threads"] == 1 and env["cpu"]
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b"\x80\x04\x95" + b"\x00" * 64, "pickles"),
+    (b"PK\x03\x04" + b"\x00" * 64, "zip"),
+    (b"\x08\x07garbage that is no protobuf", "cannot load"),
+    (b"{}", "JSON"),
+    (b"", "empty body"),
+])
+def test_anything_but_a_model_file_is_refused_and_the_agent_keeps_serving(agent, models, body, expected):
+    url, token = agent
+    status, reply = call(url, "/v1/measure?format=onnx&repeats=2", token, body)
+    assert status == 400 and expected in json.loads(reply)["error"]
+    assert call(url, "/v1/measure?format=onnx&repeats=2&warmup=0", token, models["onnx"])[0] == 200
+
+
+def test_a_tflite_claimed_as_onnx_and_bad_parameters_are_400(agent, models):
+    url, token = agent
+    assert call(url, "/v1/measure?format=onnx", token, models["tflite"])[0] == 400
+    assert call(url, "/v1/measure?format=pt", token, models["onnx"])[0] == 400
+    assert call(url, "/v1/measure?format=onnx&threads=0", token, models["onnx"])[0] == 400
+    assert call(url, "/v1/measure?format=onnx&shape=1,x", token, models["onnx"])[0] == 400
+
+
+def test_an_oversized_body_is_413_before_it_is_read(agent):
+    url, token = agent
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.putrequest("POST", "/v1/measure?format=onnx")
+    connection.putheader("Authorization", f"Bearer {token}")
+    connection.putheader("Content-Length", str(64 * 2**20))  # over the 8 MB this agent accepts
+    connection.endheaders()
+    connection.send(b"\x08" * 1024)
+    response = connection.getresponse()
+    assert response.status == 413 and "at most" in json.loads(response.read())["error"]
+    connection.close()
+    assert call(url, "/v1/health")[0] == 200
+
+
+def test_a_session_keeps_models_loaded_times_them_interleaved_and_runs_them(agent, models):
+    url, token = agent
+    status, body = call(url, "/v1/sessions?runtime=onnxruntime&threads=1", token, b"")
+    assert status == 200, body
+    session = json.loads(body)["session"]
+    for name in ("a", "b"):
+        assert call(url, f"/v1/sessions/{session}/models?name={name}", token, models["onnx"])[0] == 200
+    config = {"timed": ["a", "b"], "config": {"warmup": 1, "repeats": 4}}
+    status, body = call(url, f"/v1/sessions/{session}/time", token, json.dumps(config).encode())
+    assert status == 200 and set(json.loads(body)["stats"]) == {"a", "b"}
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    status, body = call(url, f"/v1/sessions/{session}/run?name=a", token, buffer.getvalue())
+    assert status == 200
+    remote = np.load(io.BytesIO(body), allow_pickle=False)["arr_0"]
+    import onnxruntime
+
+    reference = onnxruntime.InferenceSession(models["onnx"], providers=["CPUExecutionProvider"])
+    local = reference.run(None, {reference.get_inputs()[0].name: x})[0]
+    assert np.abs(remote - local).max() < 1e-5
+    assert call(url, f"/v1/sessions/{session}/run?name=a", token, b"\x80\x04not npy")[0] == 400
+    assert call(url, f"/v1/sessions/{session}", token, method="DELETE")[0] == 200
+    assert call(url, f"/v1/sessions/{session}/time", token, json.dumps(config).encode())[0] == 404
+
+
+def test_binding_beyond_loopback_needs_a_flag_and_a_token_file_must_hold_a_token(tmp_path):
+    process = start_agent(tmp_path, "--host", "0.0.0.0", "--port", "0")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "--allow-remote" in err and "Traceback" not in err
+    short = tmp_path / "token"
+    short.write_text("abc\n")
+    process = start_agent(tmp_path, "--port", "0", "--token-file", str(short))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "shorter than 16" in err
+
+
+def test_a_token_file_is_used_and_not_printed(tmp_path, models):
+    secret = tmp_path / "token"
+    secret.write_text("a-long-enough-token-for-tests\n")
+    process = start_agent(tmp_path, "--port", "0", "--token-file", str(secret), "--threads", "1")
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split("serving on ")[1].split()[0]
+        assert call(url, "/v1/device", "a-long-enough-token-for-tests")[0] == 200
+        assert call(url, "/v1/device", "another-token-of-some-length")[0] == 401
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    assert "a-long-enough-token" not in line + out
