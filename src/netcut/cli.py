@@ -7,6 +7,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from netcut import errors
@@ -110,6 +111,13 @@ def _add_latency_args(p: argparse.ArgumentParser, several: bool = False) -> None
     p.add_argument("--warmup", type=int, default=5, help="discarded warm-up rounds (default 5)")
 
 
+def _add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="measure latency on a target device through its `netcut-agent "
+                   "serve` URL, e.g. http://127.0.0.1:8765 (default: this machine)")
+    p.add_argument("--device-token-file", default=None, help="file holding the agent's token (default: "
+                   "$NETCUT_DEVICE_TOKEN)")
+
+
 def _add_estimator(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimator", choices=available_estimators(), default="empirical",
                    help="empirical: profile once, derive all (default); analytical: fitted model, runs nothing; "
@@ -180,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                  cmd_profile)
     _add_model_args(p)
     _add_latency_args(p)
+    _add_device_args(p)
     _add_estimator(p)
     p.add_argument("--measure-all", action="store_true",
                    help="also measure every TRN and report each estimator's error (MAPE, share within ±10%%)")
@@ -251,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-images", type=_positive_int, default=128,
                    help="training images that calibrate int8 (default 128, at least 64)")
     _add_latency_args(p, several=True)
+    _add_device_args(p)
     _add_output_args(p, "print the result as JSON (progress goes to stderr)")
 
     p = _command(sub, "report", "write the markdown/HTML report and plot of a run",
@@ -317,20 +327,28 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from netcut.latency.estimators.analytical import model_path
     from netcut.latency.harness import environment
     from netcut.latency.profile import profile
+    from netcut.latency.remote import connect, device_machine
     from netcut.latency.settings import ProfileSettings
+    from netcut.latency.workers import WorkerPool
     from netcut.progress import Reporter
 
+    harness = _harness(args)
+    device = connect(args.device, args.device_token_file) if args.device else None
+    info = {**device_machine(device), "device": device.name} if device else None
+    if info and harness.threads is None:  # all of the device's cores, not this machine's
+        harness = replace(harness, threads=int(info.get("cores") or 1))
     settings = ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
-                               harness=_harness(args), analytical_model=args.analytical_model).validate()
+                               harness=harness, analytical_model=args.analytical_model).validate()
     traced = trace(load_backbone(args.model, args.weights), args.input_size)
-    env = environment(args.backend, settings.harness.resolved_threads())
+    env = environment(args.backend, settings.harness.resolved_threads(), machine_info=info)
     fitted = bool(args.analytical_model) or model_path(args.backend, env, args.precision).is_file()
     compare = (("empirical", "analytical") if fitted else ("empirical",)) if args.measure_all else ()
     reporter = Reporter(quiet=args.quiet or args.json)
     if args.precision != "fp32":
         reporter.note("int8 is calibrated on synthetic images here (latency alone); `netcut explore` calibrates "
                       "on your training images")
-    table = profile(traced, settings, args.measure_all, reporter, compare)
+    with WorkerPool(device) as pool:
+        table = profile(traced, settings, args.measure_all, reporter, compare, pool)
     if args.out:
         table.save(args.out)
     if args.json:
@@ -388,7 +406,8 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
         train_device=args.train_device,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
-        seed=args.seed, run_dir=args.run_dir, threads=args.threads, weights=args.weights,
+        seed=args.seed, run_dir=args.run_dir, threads=args.threads, device=args.device,
+        device_token_file=args.device_token_file, weights=args.weights,
         head_hidden=args.head_hidden, heads=_names(args.head), head_features=args.head_features, epochs=args.epochs,
         repeats=args.repeats, warmup=args.warmup, batch=args.batch,
         verify=not args.no_verify).validate()

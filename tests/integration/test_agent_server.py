@@ -6,17 +6,14 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from agents import start_agent
 from netcut.latency.backends import get_backend
 from tiny_models import Chain
 
@@ -29,16 +26,6 @@ def models(tmp_path_factory) -> dict[str, bytes]:
     example = torch.zeros(1, 3, 32, 32)
     return {fmt: get_backend(backend).convert(traced, example)
             for fmt, backend in (("onnx", "onnxruntime"), ("tflite", "litert"))}
-
-
-def start_agent(tmp_path: Path, *args: str) -> subprocess.Popen:
-    """The agent in a process where importing torch fails."""
-    shadow = tmp_path / "shadow" / "torch"
-    shadow.mkdir(parents=True, exist_ok=True)
-    (shadow / "__init__.py").write_text("raise ImportError('the agent imported torch')\n")
-    env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
-    return subprocess.Popen([sys.executable, "-m", "netcut_agent.cli", "serve", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from netcut.errors import NetcutError
 from netcut_agent.stats import summarize
 from netcut_agent.timing import ChainCall, TimingConfig, machine, measure_interleaved
 
-__all__ = ["ChainCall", "HarnessConfig", "device_key", "environment", "measure_interleaved", "summarize"]
+__all__ = ["ChainCall", "HarnessConfig", "device_key", "environment", "machine", "measure_interleaved", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,19 @@ class HarnessConfig:
         return TimingConfig(self.warmup, self.repeats, self.min_round_s)
 
 
-def environment(backend: str, threads: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a latency number depends on (the machine, backend, threads, versions), recorded with every table."""
+def environment(backend: str, threads: int, extra: dict[str, Any] | None = None,
+                machine_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a latency number depends on (the machine, backend, threads, versions), recorded with every table;
+    `machine_info` describes a remote device (default: this machine)."""
     import torch
 
-    return {"backend": backend, **machine(), "threads": threads, "torch": torch.__version__, **(extra or {})}
+    return {"backend": backend, **(machine_info or machine()), "threads": threads, "torch": torch.__version__,
+            **(extra or {})}
 
 
 def device_key(env: dict[str, Any]) -> str:
     """A short key naming the device+backend+threads a latency belongs to."""
     text = f"{env.get('cpu')}|{env.get('cores')}|{env.get('backend')}|{env.get('threads')}"
+    if env.get("device"):  # a remote device: its own latencies, even with this machine's CPU
+        text += f"|{env['device']}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]

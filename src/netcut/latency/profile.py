@@ -73,7 +73,7 @@ def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool
              "warmup": settings.harness.warmup}
     if session.precision != "fp32" and session.images is None:
         extra["int8_calibration"] = "synthetic images (latency alone)"
-    env = environment(session.name, threads, extra)
+    env = environment(session.name, threads, extra, session.worker.machine)
     return LatencyTable(traced.backbone.name, traced.fingerprint(), traced.input_size, settings.granularity,
                         session.name, session.precision, settings.estimator, settings.harness.batch,
                         settings.num_classes, env, rows, cost, accuracy)

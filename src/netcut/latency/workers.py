@@ -6,10 +6,51 @@ times them interleaved and runs them on data. netcut converts models here and se
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from netcut.errors import NetcutError
+from netcut_agent.bench import TimingResult
+from netcut_agent.timing import TimingConfig
 from netcut_agent.worker import WorkerFailure, WorkerProcess
+
+if TYPE_CHECKING:
+    from netcut.latency.remote import Device
+
+
+class Worker(Protocol):
+    """One runtime at a fixed thread count, here (a worker process) or on a device (an agent's session)."""
+
+    label: str
+    versions: dict[str, str]
+    machine: dict[str, Any]
+
+    @property
+    def alive(self) -> bool:
+        """Whether it can still take requests."""
+        ...
+
+    def load(self, name: str, payload: bytes, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Load a model file under a name."""
+        ...
+
+    def unload(self, names: list[str] | None = None) -> None:
+        """Forget loaded models."""
+        ...
+
+    def run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
+        """Run a loaded model."""
+        ...
+
+    def time(self, timed: list[str], config: TimingConfig, chains: dict[str, list[str]] | None = None
+             ) -> TimingResult:
+        """Time loaded models and chains, interleaved."""
+        ...
+
+    def close(self) -> None:
+        """Stop."""
+        ...
 
 
 class WorkerError(NetcutError):
@@ -43,17 +84,25 @@ def worker_error(label: str, failure: WorkerFailure) -> WorkerError:
 
 
 class WorkerPool:
-    """The workers of one run, one per runtime and thread count, started on first use; closes them all on exit."""
+    """The workers of one run, one per runtime and thread count, started on first use; closes them all on exit.
+    With a device, the workers are sessions on that device's agent."""
 
-    def __init__(self) -> None:
-        self.workers: dict[tuple[str, int], RuntimeWorker] = {}
+    def __init__(self, device: Device | None = None) -> None:
+        self.device = device
+        self.workers: dict[tuple[str, int], Worker] = {}
 
-    def get(self, runtime: str, threads: int, label: str) -> RuntimeWorker:
+    def get(self, runtime: str, threads: int, label: str) -> Worker:
         """The live worker of a runtime at a thread count."""
         key = (runtime, threads)
         worker = self.workers.get(key)
         if worker is None or not worker.alive:
-            worker = self.workers[key] = RuntimeWorker(runtime, threads, label)
+            if self.device is None:
+                worker = RuntimeWorker(runtime, threads, label)
+            else:
+                from netcut.latency.remote import RemoteWorker
+
+                worker = RemoteWorker(self.device, runtime, threads, label)
+            self.workers[key] = worker
         return worker
 
     def close(self) -> None:

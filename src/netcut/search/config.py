@@ -54,6 +54,8 @@ class ExploreConfig:
     seed: int = 0
     run_dir: str = "runs/latest"
     threads: int | None = None
+    device: str | None = None  # a netcut-agent URL: latency is measured on that device (its token is never stored)
+    device_token_file: str | None = None
     weights: str | None = None
     head_hidden: int | None = None
     heads: tuple[str, ...] = ("linear",)  # linear (one cut's features, or an MLP with head_hidden), multi (Head2Toe)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,8 @@ from netcut.data.datasets import Dataset, load_dataset
 from netcut.errors import NetcutError
 from netcut.graph import TracedNetwork, find_cuts, trace
 from netcut.latency.backends import MIN_CALIBRATION, RuntimeSession, get_backend
-from netcut.latency.harness import device_key, environment
+from netcut.latency.harness import device_key, environment, machine
+from netcut.latency.remote import device_machine
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.search.config import ExploreConfig
@@ -102,6 +104,8 @@ class RunContext:
     executor: Executor = field(default_factory=LocalExecutor)
     threads: int = 1
     device_keys: dict[str, str] = field(default_factory=dict)  # backend -> key of this machine/backend/threads
+    machine_info: dict[str, Any] = field(default_factory=dict)  # where latency is measured: here, or the device
+    device: str = "local"  # CandidateId.device: local, or the agent's host:port
     _calibration: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -112,10 +116,19 @@ class RunContext:
         images to calibrate is refused before any work."""
         if "int8" in config.precisions and networks:
             calibration_images(dataset, next(iter(networks.values())), config.calibration_images)
-        threads = config.harness().resolved_threads()
-        keys = {b: device_key(environment(b, threads)) for b in config.backends}
+        if pool.device is None:
+            info, device, threads = machine(), "local", config.harness().resolved_threads()
+        else:
+            info = {**device_machine(pool.device), "device": pool.device.name}
+            device = pool.device.name
+            threads = config.threads if config.threads is not None else int(info.get("cores") or 1)
+        keys = {b: device_key(environment(b, threads, machine_info=info)) for b in config.backends}
         return cls(config, store, dataset, networks, run_id, pool, reporter, executor or LocalExecutor(), threads,
-                   keys)
+                   keys, info, device)
+
+    def environment(self, backend: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The environment a latency of this run was measured in (this machine or the device)."""
+        return environment(backend, self.threads, extra, self.machine_info)
 
     def calibration(self, network: Network) -> np.ndarray:
         """The network's int8 calibration images (read once)."""

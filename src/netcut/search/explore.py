@@ -16,7 +16,7 @@ from torch import nn
 from netcut._version import __version__
 from netcut.backbones import Backbone, from_module, load_backbone
 from netcut.data.datasets import Dataset
-from netcut.latency.harness import environment
+from netcut.latency.remote import connect
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.search.config import ExploreConfig
@@ -85,7 +85,7 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
                          dataset_info(ctx.dataset),
                          {n.name: n.info(config.granularity) for n in ctx.networks.values()}, ctx.run_id,
                          time.perf_counter() - started,
-                         environment(",".join(config.backends), ctx.threads, {"runtimes": runtimes}), __version__,
+                         ctx.environment(",".join(config.backends), {"runtimes": runtimes}), __version__,
                          clock.seconds)
 
 
@@ -104,13 +104,19 @@ class Explorer:
         """The data and the networks, loaded (and so checked) before the run directory is touched."""
         return self.dataset or load_data(self.config, self.reporter), load_networks(self.config, self.backbones)
 
+    def _pool(self) -> WorkerPool:
+        """The runtime workers: here, or sessions on the target device's agent (checked to answer first)."""
+        if self.config.device is None:
+            return WorkerPool()
+        return WorkerPool(connect(self.config.device, self.config.device_token_file))
+
     def run(self) -> ExploreResult:
         """Explore every deadline; everything is stored in the run directory as it completes."""
         started = time.perf_counter()
         # one thread count for everything, whichever steps a (resumed) run skips: features are bitwise reproducible
         torch.set_num_threads(self.config.harness().resolved_threads())
         dataset, networks = self._inputs()
-        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, WorkerPool() as pool:
+        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, self._pool() as pool:
             run_id = store.start_run(self.config.to_json())
             try:
                 context = RunContext.create(self.config, store, dataset, networks, run_id, pool, self.reporter,
@@ -125,7 +131,7 @@ class Explorer:
     def candidates(self) -> list[Candidate]:
         """Only the latency stage: every candidate with its estimate (stored; a later run reuses it)."""
         dataset, networks = self._inputs()
-        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, WorkerPool() as pool:
+        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, self._pool() as pool:
             return estimate_latencies(RunContext.create(self.config, store, dataset, networks, 0, pool,
                                                         self.reporter, self.executor))
 

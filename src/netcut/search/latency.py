@@ -8,7 +8,6 @@ from functools import partial
 
 from netcut.errors import NetcutError
 from netcut.latency.estimators import EstimatorRun, run_estimator
-from netcut.latency.harness import environment
 from netcut.latency.table import LatencyTable
 from netcut.search.context import Network, RunContext
 from netcut.search.keys import latency_key
@@ -21,9 +20,10 @@ BYTES_PER_WEIGHT = {"fp32": 4, "int8": 1}
 POOL_MS_PER_ELEMENT = 0.4e-6
 
 
-def candidate_id(network: Network, cut: str, backend: str, precision: str, head: str = "linear") -> CandidateId:
-    """The identity of a candidate of this exploration."""
-    return CandidateId(network.name, cut, backend, precision, head=head)
+def candidate_id(ctx: RunContext, network: Network, cut: str, backend: str, precision: str, head: str = "linear"
+                 ) -> CandidateId:
+    """The identity of a candidate of this exploration (on this run's device)."""
+    return CandidateId(network.name, cut, backend, precision, ctx.device, head)
 
 
 def estimated_size(cut: CutPoint, precision: str) -> int:
@@ -104,8 +104,8 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
                     found[job] = ({n: r.best() for n, r in rows.items()},
                                   {n: r.size_bytes for n, r in rows.items()}, f"table:{path}")
                     continue
-                stored = {c.name: ctx.store.get_latency(_key(ctx, net, candidate_id(net, c.name, backend, precision),
-                                                             estimator)) for c in net.cuts}
+                stored = {c.name: ctx.store.get_latency(
+                    _key(ctx, net, candidate_id(ctx, net, c.name, backend, precision), estimator)) for c in net.cuts}
                 if all(stored.values()):
                     found[job] = ({n: r.latency for n, r in stored.items() if r is not None},
                                   {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator)
@@ -113,8 +113,8 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
                     jobs.append(job)
     for job, run in ctx.executor.run(partial(run_latency_job, ctx), jobs):
         net = ctx.networks[job.network]
-        env = environment(job.backend, ctx.threads)
-        ids = {c.name: candidate_id(net, c.name, job.backend, job.precision) for c in net.cuts}
+        env = ctx.environment(job.backend)
+        ids = {c.name: candidate_id(ctx, net, c.name, job.backend, job.precision) for c in net.cuts}
         sizes = {c.name: run.sizes.get(c.name) or estimated_size(c, job.precision) for c in net.cuts}
         ctx.store.put_latencies([LatencyRecord(_key(ctx, net, ids[c.name], estimator), ids[c.name],
                                                net.traced.fingerprint(), estimator, run.estimates[c.name], env,
@@ -131,7 +131,7 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
                         estimate, size = estimates[c.name], sizes.get(c.name) or estimated_size(c, precision)
                         if head == "multi":
                             estimate = with_pooling(estimate, net, c)
-                        candidates.append(Candidate(candidate_id(net, c.name, backend, precision, spec.label()), c,
+                        candidates.append(Candidate(candidate_id(ctx, net, c.name, backend, precision, spec.label()), c,
                                                     estimate, source, size))
     return candidates
 

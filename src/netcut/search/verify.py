@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from netcut.graph import example_input
 from netcut.latency.calibration import as_batches
-from netcut.latency.harness import environment
 from netcut.model import TrimmedNetwork, build_trn
 from netcut.search.context import RunContext
 from netcut.search.keys import latency_key
@@ -44,5 +43,5 @@ def measure_candidate(ctx: RunContext, candidate: Candidate) -> Percentiles:
     stats = session.time(["verify"], ctx.config.harness()).stats["verify"]
     session.clear()
     ctx.store.put_latencies([LatencyRecord(key, c, net.traced.fingerprint(), "verified", stats.only(),
-                                           environment(c.backend, ctx.threads, session.versions()), size)])
+                                           ctx.environment(c.backend, session.versions()), size)])
     return stats.only()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from netcut.latency.harness import HarnessConfig
-    from netcut.latency.workers import RuntimeWorker
+    from netcut.latency.workers import Worker
     from netcut_agent.bench import TimingResult
 
 PRECISIONS = ("fp32", "int8")
@@ -121,7 +121,7 @@ def check_precision(backend: Backend, precision: str) -> None:
 class RuntimeSession:
     """A backend's worker with the models converted for it at one precision: add, time, run."""
 
-    def __init__(self, backend: Backend, worker: RuntimeWorker, precision: str = "fp32",
+    def __init__(self, backend: Backend, worker: Worker, precision: str = "fp32",
                  images: np.ndarray | None = None) -> None:
         check_precision(backend, precision)
         self.backend, self.worker, self.precision = backend, worker, precision
