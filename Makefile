@@ -4,14 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The device side as a device has it: only the agent with ONNX Runtime and LiteRT, no PyTorch, no netcut (tests
+# run the agent from it).
+AGENT_VENV := .venv-agent
+AGENT_STAMP := $(AGENT_VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint venv dataset clean bench
+.PHONY: demo test lint venv agent-venv dataset clean bench
 
 demo: venv dataset
 	$(VENV)/bin/netcut demo
 
-test: venv dataset
+test: venv agent-venv dataset
 	$(PY) -m pytest -q
 
 # ruff (style, imports, bugs, annotations) on everything; mypy (untyped definitions refused) on the package
@@ -29,6 +33,14 @@ $(STAMP): pyproject.toml agent/pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+agent-venv: $(AGENT_STAMP)
+
+$(AGENT_STAMP): agent/pyproject.toml
+	test -x $(AGENT_VENV)/bin/python || $(PYTHON) -m venv $(AGENT_VENV)
+	$(AGENT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AGENT_VENV)/bin/python -m pip install --quiet -e './agent[onnxruntime,litert]'
+	touch $(AGENT_STAMP)
+
 # The real Fashion-MNIST ships as a Debian package; install it when we can (root), else say how.
 dataset:
 	@if [ -f $(FMNIST) ]; then exit 0; fi; \
@@ -45,4 +57,4 @@ bench: venv dataset
 	$(PY) benchmarks/netcut_vs_exhaustive.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(AGENT_VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,21 +1,27 @@
-"""A real `netcut-agent serve` process for tests, in an environment where importing torch fails."""
+"""A real `netcut-agent serve` process for tests, from the agent's own virtual environment (.venv-agent: numpy, ONNX
+Runtime and LiteRT; no PyTorch, no netcut), as a device would run it."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+
+AGENT_PYTHON = Path(__file__).resolve().parents[1] / ".venv-agent" / "bin" / "python"
+
+
+def agent_python() -> str:
+    """The agent environment's interpreter (`make test` builds it)."""
+    if not AGENT_PYTHON.exists():
+        pytest.fail(f"{AGENT_PYTHON} is missing: run `make agent-venv` (make test builds it)")
+    return str(AGENT_PYTHON)
 
 
 def start_agent(tmp_path: Path, *args: str) -> subprocess.Popen:
     """The agent's server process (stdout: the URL line, then the token line unless a token file is given)."""
-    shadow = tmp_path / "shadow" / "torch"
-    shadow.mkdir(parents=True, exist_ok=True)
-    (shadow / "__init__.py").write_text("raise ImportError('the agent imported torch')\n")
-    env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
-    return subprocess.Popen([sys.executable, "-m", "netcut_agent.cli", "serve", *args], env=env, text=True,
+    return subprocess.Popen([agent_python(), "-m", "netcut_agent.cli", "serve", *args], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

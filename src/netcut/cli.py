@@ -112,8 +112,9 @@ def _add_latency_args(p: argparse.ArgumentParser, several: bool = False) -> None
 
 
 def _add_device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None, help="measure latency on a target device through its `netcut-agent "
-                   "serve` URL, e.g. http://127.0.0.1:8765 (default: this machine)")
+    p.add_argument("--device", action="append", default=None,
+                   help="measure latency on a target device through its `netcut-agent serve` URL, e.g. "
+                        "http://127.0.0.1:8765 (default: this machine); profile takes several")
     p.add_argument("--device-token-file", default=None, help="file holding the agent's token (default: "
                    "$NETCUT_DEVICE_TOKEN)")
 
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure-all", action="store_true",
                    help="also measure every TRN and report each estimator's error (MAPE, share within ±10%%)")
     p.add_argument("--analytical-model", default=None, help="fitted analytical model JSON (default: per-device cache)")
+    p.add_argument("--bundle", default=None, help="measure nothing here: write every TRN and a plan to this file for "
+                   "`netcut-agent run FILE --out T.json` on a device without a network path")
     _add_output_args(p, "print the table as JSON", "write the latency table (JSON) here")
 
     p = _command(sub, "calibrate", "fit the analytical latency model for this device and backend",
@@ -333,33 +336,76 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from netcut.progress import Reporter
 
     harness = _harness(args)
-    device = connect(args.device, args.device_token_file) if args.device else None
-    info = {**device_machine(device), "device": device.name} if device else None
-    if info and harness.threads is None:  # all of the device's cores, not this machine's
-        harness = replace(harness, threads=int(info.get("cores") or 1))
-    settings = ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
-                               harness=harness, analytical_model=args.analytical_model).validate()
+    if args.bundle:
+        return _write_bundle(args, harness)
+    urls: list[str | None] = list(args.device) if args.device else [None]
+    if len(urls) > 1 and not args.out:
+        raise errors.NetcutError("several --device values need --out (one table per device is written)",
+                                 "pass --out TABLE.json: each device's table goes to TABLE@HOST_PORT.json")
+    devices = [connect(url, args.device_token_file) if url else None for url in urls]  # all answer, or stop now
     traced = trace(load_backbone(args.model, args.weights), args.input_size)
-    env = environment(args.backend, settings.harness.resolved_threads(), machine_info=info)
-    fitted = bool(args.analytical_model) or model_path(args.backend, env, args.precision).is_file()
-    compare = (("empirical", "analytical") if fitted else ("empirical",)) if args.measure_all else ()
     reporter = Reporter(quiet=args.quiet or args.json)
     if args.precision != "fp32":
         reporter.note("int8 is calibrated on synthetic images here (latency alone); `netcut explore` calibrates "
                       "on your training images")
-    with WorkerPool(device) as pool:
-        table = profile(traced, settings, args.measure_all, reporter, compare, pool)
-    if args.out:
-        table.save(args.out)
+    tables = []
+    for device in devices:
+        info = {**device_machine(device), "device": device.name} if device else None
+        threads = harness.threads if harness.threads is not None or info is None else int(info.get("cores") or 1)
+        settings = ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
+                                   harness=replace(harness, threads=threads),
+                                   analytical_model=args.analytical_model).validate()
+        env = environment(args.backend, settings.harness.resolved_threads(), machine_info=info)
+        fitted = bool(args.analytical_model) or model_path(args.backend, env, args.precision).is_file()
+        compare = (("empirical", "analytical") if fitted else ("empirical",)) if args.measure_all else ()
+        if device is not None:
+            reporter.note(f"profiling on device {device.name}")
+        with WorkerPool(device) as pool:
+            table = profile(traced, settings, args.measure_all, reporter, compare, pool)
+        out_path = None
+        if args.out:
+            out_path = Path(args.out)
+            if len(devices) > 1 and device is not None:
+                out_path = out_path.with_name(f"{out_path.stem}@{device.name.replace(':', '_')}{out_path.suffix}")
+            table.save(out_path)
+        tables.append((table, out_path, fitted))
     if args.json:
-        print(json.dumps(table.to_json(), indent=2))
+        payload = [t.to_json() for t, _, _ in tables]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return 0
     from netcut.report.console import console, print_profile
 
     out = console()
-    print_profile(out, table, args.measure_all, fitted)
-    if args.out:
-        out.print(f"latency table written to {Path(args.out)}")
+    for table, out_path, fitted in tables:
+        if len(tables) > 1:
+            out.print(f"device {table.environment.get('device')}:")
+        print_profile(out, table, args.measure_all, fitted)
+        if out_path is not None:
+            out.print(f"latency table written to {out_path}")
+    return 0
+
+
+def _write_bundle(args: argparse.Namespace, harness: HarnessConfig) -> int:
+    """`profile --bundle`: the TRNs and the plan for an offline device."""
+    from netcut.backbones import load_backbone
+    from netcut.graph import trace
+    from netcut.latency.bundle import write_bundle
+    from netcut.latency.settings import ProfileSettings
+    from netcut.progress import Reporter
+
+    if args.device or args.measure_all:
+        raise errors.NetcutError("--bundle measures nothing here: it cannot go with --device or --measure-all",
+                                 "pass --bundle alone, then run the bundle on the device")
+    settings = ProfileSettings(args.backend, args.precision, "measured", args.granularity, harness=harness).validate()
+    traced = trace(load_backbone(args.model, args.weights), args.input_size)
+    path = write_bundle(traced, settings, args.bundle, Reporter(quiet=args.quiet or args.json))
+    size = path.stat().st_size / 1e6
+    if args.json:
+        print(json.dumps({"bundle": str(path), "size_mb": size, "model": traced.backbone.name}))
+    else:
+        print(f"bundle written to {path} ({size:.1f} MB); on the device: netcut-agent run {path.name} --out "
+              f"{traced.backbone.name}-table.json, then: netcut explore ... --latency-table "
+              f"{traced.backbone.name}-table.json")
     return 0
 
 
@@ -406,11 +452,20 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
         train_device=args.train_device,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
-        seed=args.seed, run_dir=args.run_dir, threads=args.threads, device=args.device,
+        seed=args.seed, run_dir=args.run_dir, threads=args.threads, device=_one_device(args.device),
         device_token_file=args.device_token_file, weights=args.weights,
         head_hidden=args.head_hidden, heads=_names(args.head), head_features=args.head_features, epochs=args.epochs,
         repeats=args.repeats, warmup=args.warmup, batch=args.batch,
         verify=not args.no_verify).validate()
+
+
+def _one_device(urls: list[str] | None) -> str | None:
+    """explore measures on one device per run."""
+    if urls and len(urls) > 1:
+        raise errors.NetcutError("explore takes one --device per run",
+                                 "profile every device (netcut profile MODEL --device URL1 --device URL2 --out T.json) "
+                                 "and explore per device with its --latency-table, or pass one --device")
+    return urls[0] if urls else None
 
 
 def cmd_explore(args: argparse.Namespace) -> int:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +39,8 @@ def agent(tmp_path_factory):
     token = process.stdout.readline().split("token: ")[1].strip()
     yield url, token
     process.terminate()
-    process.wait(timeout=30)
+    out, err = process.communicate(timeout=30)
+    assert token not in out + err  # printed once at start, never again (logs, errors)
 
 
 def call(url: str, path: str, token: str | None = None, body: bytes | None = None, method: str | None = None
@@ -164,3 +168,40 @@ def test_a_token_file_is_used_and_not_printed(tmp_path, models):
         process.terminate()
         out, _ = process.communicate(timeout=30)
     assert "a-long-enough-token" not in line + out
+
+
+def test_two_clients_at_once_are_both_answered_one_after_the_other(agent, models):
+    url, token = agent
+    replies: list[tuple[int, bytes]] = []
+
+    def client() -> None:
+        replies.append(call(url, "/v1/measure?format=onnx&threads=1&repeats=40&warmup=2", token, models["onnx"]))
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert [status for status, _ in replies] == [200, 200]
+    first, second = sorted((json.loads(body)["job"] for _, body in replies), key=lambda j: j["started_unix"])
+    assert first["finished_unix"] <= second["started_unix"]  # the measurements never overlapped
+
+
+def test_model_names_are_names_not_paths(agent, models, tmp_path):
+    url, token = agent
+    session = json.loads(call(url, "/v1/sessions?runtime=onnxruntime&threads=1", token, b"")[1])["session"]
+    target = tmp_path / "written-by-the-agent"
+    for name in (str(target), "../../" + target.name):
+        status, _ = call(url, f"/v1/sessions/{session}/models?name={urllib.parse.quote(name)}", token, models["onnx"])
+        assert status == 200
+    assert not target.exists() and not (Path.cwd().parent.parent / target.name).exists()
+    call(url, f"/v1/sessions/{session}", token, method="DELETE")
+
+
+def test_the_token_is_never_echoed(agent, models):
+    url, token = agent
+    wrong = token[::-1]
+    status, body = call(url, "/v1/measure?format=onnx", wrong, models["onnx"])
+    assert status == 401 and wrong not in body.decode() and token not in body.decode()
+    status, body = call(url, "/v1/measure?format=onnx", token, b"\x80\x04 pickle")
+    assert status == 400 and token not in body.decode()

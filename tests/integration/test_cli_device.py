@@ -99,3 +99,24 @@ def test_a_device_that_goes_away_mid_run_loses_nothing_and_the_command_resumes(t
     assert "estimating latencies of 18 candidates of efficientnet_lite0" not in again.stderr  # kept from the first
     assert "estimating latencies of 23 candidates of efficientnet_lite1" in again.stderr
     assert "efficientnet_lite" in again.stdout  # a network was chosen
+
+
+def test_several_devices_give_one_table_each(device, tmp_path):
+    url, token_file = device
+    other, other_url, _ = serve_with_token_file(tmp_path / "second", free_port(),
+                                                token_file.read_text().strip())
+    try:
+        result = run_cli("profile", "efficientnet_lite0", "--input-size", "32", "--repeats", "3", "--warmup", "1",
+                         "--device", url, "--device", other_url, "--device-token-file", str(token_file),
+                         "--out", str(tmp_path / "lite0.json"))
+    finally:
+        other.terminate()
+        other.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    for u in (url, other_url):
+        name = u.removeprefix("http://")
+        table = json.loads((tmp_path / f"lite0@{name.replace(':', '_')}.json").read_text())
+        assert table["environment"]["device"] == name and len(table["cuts"]) == 18
+    explore = run_cli(*EXPLORE, "--run-dir", str(tmp_path / "run"), "--device", url, "--device", other_url,
+                      "--device-token-file", str(token_file))
+    assert explore.returncode == 2 and "one --device per run" in explore.stderr

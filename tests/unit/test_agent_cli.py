@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from agents import agent_python
 from netcut.latency.backends import get_backend
 from tiny_models import Chain
 
@@ -31,24 +30,22 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def no_torch(tmp_path_factory) -> dict[str, str]:
-    """An environment in which importing torch fails: the agent must not need it."""
-    shadow = tmp_path_factory.mktemp("shadow") / "torch"
-    shadow.mkdir()
-    (shadow / "__init__.py").write_text("raise ImportError('the agent imported torch')\n")
-    return {**os.environ, "PYTHONPATH": str(shadow.parent)}
+def agent(*args: str) -> subprocess.CompletedProcess:
+    """The agent's CLI from its own environment (no PyTorch, no netcut)."""
+    return subprocess.run([agent_python(), "-m", "netcut_agent.cli", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
-def agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "netcut_agent.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+def test_the_agent_environment_has_neither_torch_nor_netcut():
+    for module in ("torch", "netcut"):
+        result = subprocess.run([agent_python(), "-c", f"import {module}"], capture_output=True, text=True)
+        assert result.returncode != 0 and "No module named" in result.stderr
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
-def test_measures_netcut_model_files_without_torch(models, no_torch, backend):
+def test_measures_netcut_model_files_without_torch(models, backend):
     result = agent("measure", str(models[backend]), "--input-shape", SHAPE, "--threads", "1", "--repeats", "5",
-                   "--warmup", "1", "--json", env=no_torch)
+                   "--warmup", "1", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     stats = report["models"][str(models[backend])]

@@ -144,6 +144,33 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    """Measure a bundle offline and write its latency table."""
+    from netcut_agent.bundle import BundleError, run_bundle, write_table
+
+    if args.threads is not None and args.threads < 1:
+        print(f"error: threads must be ≥ 1, got {args.threads}\nfix: pass --threads 1 or more", file=sys.stderr)
+        return 2
+    if not args.bundle.is_file():
+        print(f"error: bundle {str(args.bundle)!r} does not exist\nfix: copy the .ncbundle written by `netcut "
+              "profile MODEL --bundle FILE` here", file=sys.stderr)
+        return 2
+    try:
+        table = run_bundle(args.bundle, args.threads)
+        write_table(table, args.out)
+    except BundleError as exc:
+        print(f"error: {args.bundle} cannot be measured: {exc}\nfix: write the bundle again with `netcut profile "
+              "MODEL --bundle FILE` (and install the runtime it names)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {str(args.out)!r}: {exc.strerror}\nfix: choose a writable --out",
+              file=sys.stderr)
+        return 2
+    print(f"{table['model']} @ {table['input_size']}px, {table['backend']} {table['precision']}, "
+          f"{len(table['cuts'])} TRNs measured in {table['cost_s']['total']:.1f} s: table written to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `netcut-agent`."""
     parser = argparse.ArgumentParser(prog="netcut-agent", description=__doc__.splitlines()[0],
@@ -169,9 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--max-body-mb", type=float, default=256.0, help="largest model file accepted (default 256)")
     v.add_argument("--allow-remote", action="store_true",
                    help="allow binding to a non-loopback address (put TLS in front: reverse proxy or SSH tunnel)")
+    r = commands.add_parser("run", help="time every TRN of a bundle from `netcut profile --bundle` (offline)")
+    r.add_argument("bundle", type=Path, help="the .ncbundle file")
+    r.add_argument("--out", type=Path, required=True, help="where to write the latency table (JSON)")
+    r.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the bundle's, else all cores)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "run":
+        return run(args)
     try:
         if args.threads < 1:
             raise UsageError(f"threads must be ≥ 1, got {args.threads}\nfix: pass --threads 1 or more")

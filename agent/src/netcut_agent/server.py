@@ -125,6 +125,7 @@ class Agent:
         config = TimingConfig(_int(query, "warmup", 5, 0, 10_000), _int(query, "repeats", 30, 1, 100_000))
         shape = _shape(query)
         with self.job:
+            started = time.time()
             worker = self.worker(runtime, threads)
             try:
                 shape = worker.load("model", body, shape)
@@ -136,9 +137,10 @@ class Agent:
                     worker.unload()
             env = {**worker.machine, **worker.versions, "runtime": runtime, "threads": threads,
                    "agent": __version__}
+            finished = time.time()
         return {"p50_ms": stats.p50, "p90_ms": stats.p90, "p99_ms": stats.p99, "mean_ms": stats.mean,
                 "std_ms": stats.std, "min_ms": stats.min, "n": stats.n, "input_shape": list(shape),
-                "format": fmt, "environment": env}
+                "format": fmt, "environment": env, "job": {"started_unix": started, "finished_unix": finished}}
 
     def open_session(self, query: dict[str, list[str]]) -> dict[str, Any]:
         """Start a runtime process that keeps models loaded between requests."""

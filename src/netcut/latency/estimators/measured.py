@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from netcut.graph import TracedNetwork, example_input
-from netcut.latency.backends import RuntimeSession
+from netcut.latency.backends import Backend, RuntimeSession
 from netcut.latency.calibration import as_batches, calibration_images
 from netcut.latency.estimators import EstimatorRun
 from netcut.latency.harness import HarnessConfig
@@ -17,6 +19,24 @@ from netcut.types import CutPoint
 LATENCY_CALIBRATION = 16  # int8 scales for latency alone: how many images calibrate a converted model
 
 
+def convert_trns(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, precision: str, batch: int,
+                 num_classes: int, images: np.ndarray | None, reporter: Reporter = QUIET
+                 ) -> tuple[tuple[int, ...], dict[str, bytes]]:
+    """Every TRN's model file in the backend's format and precision (int8 calibrated on `images`, or on synthetic
+    images for latency alone), and their input shape."""
+    x = example_input(traced.input_size, batch)
+    calibration = None
+    if precision != "fp32":
+        calibration = as_batches(calibration_images(traced, images, LATENCY_CALIBRATION), batch)
+    payloads: dict[str, bytes] = {}
+    with reporter.bar(f"converting {len(cuts)} TRNs ({backend.name}, {precision})", len(cuts)) as advance:
+        for cut in cuts:
+            payloads[cut.name] = backend.convert(build_trn(traced, cut, num_classes, own_weights=False), x,
+                                                 precision, calibration)
+            advance()
+    return tuple(x.shape), payloads
+
+
 def measure_trns(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, config: HarnessConfig,
                  num_classes: int = 10, reporter: Reporter = QUIET, copies: int = 1) -> EstimatorRun:
     """Convert and time every TRN, interleaved, in the backend's worker.
@@ -24,22 +44,15 @@ def measure_trns(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSe
     copies=2 times two independent sessions of each TRN side by side, to show the measurement's repeatability.
     """
     start = time.perf_counter()
-    x = example_input(traced.input_size, config.batch)
-    calibration = None
-    if session.precision != "fp32":
-        calibration = as_batches(calibration_images(traced, session.images, LATENCY_CALIBRATION), config.batch)
-    sizes: dict[str, int] = {}
+    shape, payloads = convert_trns(traced, cuts, session.backend, session.precision, config.batch, num_classes,
+                                   session.images, reporter)
+    sizes = {name: len(payload) for name, payload in payloads.items()}
     names: list[str] = []
-    with reporter.bar(f"converting {len(cuts)} TRNs ({session.name}, {session.precision})", len(cuts)) as advance:
-        for cut in cuts:
-            payload = session.backend.convert(build_trn(traced, cut, num_classes, own_weights=False), x,
-                                              session.precision, calibration)
-            sizes[cut.name] = len(payload)
-            for copy in range(copies):
-                name = cut.name if copy == 0 else f"{cut.name}#{copy}"
-                session.add_payload(name, payload, tuple(x.shape))
-                names.append(name)
-            advance()
+    for cut in cuts:
+        for copy in range(copies):
+            name = cut.name if copy == 0 else f"{cut.name}#{copy}"
+            session.add_payload(name, payloads[cut.name], shape)
+            names.append(name)
     reporter.note(f"timing {len(cuts)} TRNs interleaved in the {session.name} worker "
                   f"({config.warmup}+{config.repeats} rounds)")
     stats = session.time(names, config).stats
