@@ -114,7 +114,8 @@ def _add_latency_args(p: argparse.ArgumentParser, several: bool = False) -> None
 def _add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", action="append", default=None,
                    help="measure latency on a target device through its `netcut-agent serve` URL, e.g. "
-                        "http://127.0.0.1:8765 (default: this machine); profile takes several")
+                        "http://127.0.0.1:8765 (default: this machine); repeat it for several devices (explore: "
+                        "a network must meet the deadline on each)")
     p.add_argument("--device-token-file", default=None, help="file holding the agent's token (default: "
                    "$NETCUT_DEVICE_TOKEN)")
 
@@ -452,20 +453,11 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
         train_device=args.train_device,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
-        seed=args.seed, run_dir=args.run_dir, threads=args.threads, device=_one_device(args.device),
+        seed=args.seed, run_dir=args.run_dir, threads=args.threads, devices=tuple(args.device or ()),
         device_token_file=args.device_token_file, weights=args.weights,
         head_hidden=args.head_hidden, heads=_names(args.head), head_features=args.head_features, epochs=args.epochs,
         repeats=args.repeats, warmup=args.warmup, batch=args.batch,
         verify=not args.no_verify).validate()
-
-
-def _one_device(urls: list[str] | None) -> str | None:
-    """explore measures on one device per run."""
-    if urls and len(urls) > 1:
-        raise errors.NetcutError("explore takes one --device per run",
-                                 "profile every device (netcut profile MODEL --device URL1 --device URL2 --out T.json) "
-                                 "and explore per device with its --latency-table, or pass one --device")
-    return urls[0] if urls else None
 
 
 def cmd_explore(args: argparse.Namespace) -> int:

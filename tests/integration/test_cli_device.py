@@ -117,6 +117,23 @@ def test_several_devices_give_one_table_each(device, tmp_path):
         name = u.removeprefix("http://")
         table = json.loads((tmp_path / f"lite0@{name.replace(':', '_')}.json").read_text())
         assert table["environment"]["device"] == name and len(table["cuts"]) == 18
-    explore = run_cli(*EXPLORE, "--run-dir", str(tmp_path / "run"), "--device", url, "--device", other_url,
-                      "--device-token-file", str(token_file))
-    assert explore.returncode == 2 and "one --device per run" in explore.stderr
+
+
+
+def test_explore_on_several_devices_meets_the_deadline_on_each(device, tmp_path):
+    url, token_file = device
+    other, other_url, _ = serve_with_token_file(tmp_path / "second", free_port(), token_file.read_text().strip())
+    try:
+        result = run_cli(*EXPLORE, "--run-dir", str(tmp_path / "run"), "--device", url, "--device", other_url,
+                         "--device-token-file", str(token_file), "--json")
+    finally:
+        other.terminate()
+        other.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    names = {u.removeprefix("http://") for u in (url, other_url)}
+    assert set(out["environment"]["devices"]) == names
+    for row in out["candidates"]:
+        by_device = row["estimated_ms_by_device"]
+        assert set(by_device) == names and row["estimated_ms"] == max(by_device.values())
+    assert out["chosen"]["latency_ms"] > 0

@@ -32,6 +32,8 @@ def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decisi
            "feasible": c.id in decision.feasible, "macs": c.cut.macs, "params": c.cut.params,
            "trained": probe is not None}
     row["size_mb"] = c.size_bytes / 1e6
+    if c.per_device:  # several devices: each one's estimate (estimated_ms is the slowest)
+        row["estimated_ms_by_device"] = {name: e.p50 for name, e in c.per_device.items()}
     if probe is not None:
         row.update({"accuracy": probe.accuracy, "score": probe.test_score, "val_score": probe.val_score})
         twin = result.fp32_twin(c) if c.id.precision != "fp32" else None

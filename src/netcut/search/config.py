@@ -54,7 +54,7 @@ class ExploreConfig:
     seed: int = 0
     run_dir: str = "runs/latest"
     threads: int | None = None
-    device: str | None = None  # a netcut-agent URL: latency is measured on that device (its token is never stored)
+    devices: tuple[str, ...] = ()  # netcut-agent URLs: latency is measured on each (tokens are never stored)
     device_token_file: str | None = None
     weights: str | None = None
     head_hidden: int | None = None

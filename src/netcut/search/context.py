@@ -90,9 +90,37 @@ def calibration_images(dataset: Dataset, network: Network, count: int) -> np.nda
     return images.numpy().astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where latency is measured: this machine, or a device through its agent (its own pool of sessions)."""
+
+    name: str  # CandidateId.device: "local", or the agent's host:port
+    pool: WorkerPool
+    threads: int
+    machine_info: dict[str, Any]
+    device_keys: dict[str, str]  # backend -> key of this device/backend/threads
+
+    @classmethod
+    def create(cls, pool: WorkerPool, config: ExploreConfig) -> Target:
+        """The target of a pool: its device's environment and cores are read once."""
+        if pool.device is None:
+            name, info, threads = "local", machine(), config.harness().resolved_threads()
+        else:
+            name = pool.device.name
+            info = {**device_machine(pool.device), "device": name}
+            threads = config.threads if config.threads is not None else int(info.get("cores") or 1)
+        keys = {b: device_key(environment(b, threads, machine_info=info)) for b in config.backends}
+        return cls(name, pool, threads, info, keys)
+
+    def environment(self, backend: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The environment a latency measured here was taken in."""
+        return environment(backend, self.threads, extra, self.machine_info)
+
+
 @dataclass
 class RunContext:
-    """Shared by the stages of one exploration (the driver's side: it alone writes the store)."""
+    """Shared by the stages of one exploration (the driver's side: it alone writes the store). Accuracy work runs
+    in this machine's pool; latency on each target (this machine, or the devices given)."""
 
     config: ExploreConfig
     store: ResultStore
@@ -103,32 +131,27 @@ class RunContext:
     reporter: Reporter = QUIET
     executor: Executor = field(default_factory=LocalExecutor)
     threads: int = 1
-    device_keys: dict[str, str] = field(default_factory=dict)  # backend -> key of this machine/backend/threads
-    machine_info: dict[str, Any] = field(default_factory=dict)  # where latency is measured: here, or the device
-    device: str = "local"  # CandidateId.device: local, or the agent's host:port
+    targets: list[Target] = field(default_factory=list)
     _calibration: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def create(cls, config: ExploreConfig, store: ResultStore, dataset: Dataset, networks: dict[str, Network],
-               run_id: int, pool: WorkerPool, reporter: Reporter = QUIET, executor: Executor | None = None
-               ) -> RunContext:
-        """A context with the thread count resolved and the device keys read once; int8 without enough training
-        images to calibrate is refused before any work."""
+               run_id: int, pool: WorkerPool, reporter: Reporter = QUIET, executor: Executor | None = None,
+               device_pools: list[WorkerPool] | tuple[WorkerPool, ...] = ()) -> RunContext:
+        """A context with the thread count resolved and every target's environment read once; int8 without enough
+        training images to calibrate is refused before any work."""
         if "int8" in config.precisions and networks:
             calibration_images(dataset, next(iter(networks.values())), config.calibration_images)
-        if pool.device is None:
-            info, device, threads = machine(), "local", config.harness().resolved_threads()
-        else:
-            info = {**device_machine(pool.device), "device": pool.device.name}
-            device = pool.device.name
-            threads = config.threads if config.threads is not None else int(info.get("cores") or 1)
-        keys = {b: device_key(environment(b, threads, machine_info=info)) for b in config.backends}
-        return cls(config, store, dataset, networks, run_id, pool, reporter, executor or LocalExecutor(), threads,
-                   keys, info, device)
+        targets = [Target.create(p, config) for p in device_pools] or [Target.create(pool, config)]
+        return cls(config, store, dataset, networks, run_id, pool, reporter, executor or LocalExecutor(),
+                   config.harness().resolved_threads(), targets)
 
     def environment(self, backend: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The environment a latency of this run was measured in (this machine or the device)."""
-        return environment(backend, self.threads, extra, self.machine_info)
+        """The environment of the run's latencies: the target's, and every device's when there are several."""
+        env = self.targets[0].environment(backend, extra)
+        if len(self.targets) > 1:
+            env["devices"] = {t.name: t.machine_info for t in self.targets}
+        return env
 
     def calibration(self, network: Network) -> np.ndarray:
         """The network's int8 calibration images (read once)."""
@@ -137,8 +160,11 @@ class RunContext:
                                                                  self.config.calibration_images)
         return self._calibration[network.name]
 
-    def session(self, network: Network, backend: str, precision: str) -> RuntimeSession:
-        """A backend's worker (started on first use) at a precision, calibrated on this network's images."""
+    def session(self, network: Network, backend: str, precision: str, target: Target | None = None
+                ) -> RuntimeSession:
+        """A backend's worker (started on first use) at a precision, calibrated on this network's images: on a
+        latency target, or (by default) in this machine's pool for accuracy work."""
         images = self.calibration(network) if precision != "fp32" else None
         engine = get_backend(backend)
-        return RuntimeSession(engine, self.pool.get(engine.runtime, self.threads, engine.name), precision, images)
+        pool, threads = (self.pool, self.threads) if target is None else (target.pool, target.threads)
+        return RuntimeSession(engine, pool.get(engine.runtime, threads, engine.name), precision, images)

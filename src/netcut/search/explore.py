@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -80,7 +80,7 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
                      for d, proposed in zip(deadlines, proposals)]
     save_snapshot(config.run_dir, ctx.dataset, next(iter(ctx.networks.values())).traced.input_size,
                   config.calibration_images)
-    runtimes = {w.label: w.versions for w in ctx.pool.workers.values()}
+    runtimes = {w.label: w.versions for t in ctx.targets for w in t.pool.workers.values()}
     return ExploreResult(config.to_json(), tuple(candidates), tuple(records.values()), tuple(decisions),
                          dataset_info(ctx.dataset),
                          {n.name: n.info(config.granularity) for n in ctx.networks.values()}, ctx.run_id,
@@ -104,11 +104,10 @@ class Explorer:
         """The data and the networks, loaded (and so checked) before the run directory is touched."""
         return self.dataset or load_data(self.config, self.reporter), load_networks(self.config, self.backbones)
 
-    def _pool(self) -> WorkerPool:
-        """The runtime workers: here, or sessions on the target device's agent (checked to answer first)."""
-        if self.config.device is None:
-            return WorkerPool()
-        return WorkerPool(connect(self.config.device, self.config.device_token_file))
+    def _device_pools(self, stack: ExitStack) -> list[WorkerPool]:
+        """One pool of agent sessions per device given (each checked to answer first), closed with the stack."""
+        devices = [connect(url, self.config.device_token_file) for url in self.config.devices]
+        return [stack.enter_context(WorkerPool(device)) for device in devices]
 
     def run(self) -> ExploreResult:
         """Explore every deadline; everything is stored in the run directory as it completes."""
@@ -116,11 +115,15 @@ class Explorer:
         # one thread count for everything, whichever steps a (resumed) run skips: features are bitwise reproducible
         torch.set_num_threads(self.config.harness().resolved_threads())
         dataset, networks = self._inputs()
-        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, self._pool() as pool:
+        with ExitStack() as stack:
+            devices = self._device_pools(stack)
+            stack.enter_context(run_lock(self.config.run_dir))
+            store = stack.enter_context(ResultStore(self.config.run_dir))
+            pool = stack.enter_context(WorkerPool())
             run_id = store.start_run(self.config.to_json())
             try:
                 context = RunContext.create(self.config, store, dataset, networks, run_id, pool, self.reporter,
-                                            self.executor)
+                                            self.executor, devices)
                 result = run_stages(context, started)
             except BaseException:
                 store.finish_run(run_id, "failed")
@@ -131,9 +134,13 @@ class Explorer:
     def candidates(self) -> list[Candidate]:
         """Only the latency stage: every candidate with its estimate (stored; a later run reuses it)."""
         dataset, networks = self._inputs()
-        with run_lock(self.config.run_dir), ResultStore(self.config.run_dir) as store, self._pool() as pool:
+        with ExitStack() as stack:
+            devices = self._device_pools(stack)
+            stack.enter_context(run_lock(self.config.run_dir))
+            store = stack.enter_context(ResultStore(self.config.run_dir))
+            pool = stack.enter_context(WorkerPool())
             return estimate_latencies(RunContext.create(self.config, store, dataset, networks, 0, pool,
-                                                        self.reporter, self.executor))
+                                                        self.reporter, self.executor, devices))
 
 
 def explore(models: list[Any] | tuple[Any, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"),

@@ -9,7 +9,7 @@ from functools import partial
 from netcut.errors import NetcutError
 from netcut.latency.estimators import EstimatorRun, run_estimator
 from netcut.latency.table import LatencyTable
-from netcut.search.context import Network, RunContext
+from netcut.search.context import Network, RunContext, Target
 from netcut.search.keys import latency_key
 from netcut.search.results import Candidate, LatencyRecord
 from netcut.types import CandidateId, CutPoint, Percentiles
@@ -20,10 +20,10 @@ BYTES_PER_WEIGHT = {"fp32": 4, "int8": 1}
 POOL_MS_PER_ELEMENT = 0.4e-6
 
 
-def candidate_id(ctx: RunContext, network: Network, cut: str, backend: str, precision: str, head: str = "linear"
+def candidate_id(target: Target, network: Network, cut: str, backend: str, precision: str, head: str = "linear"
                  ) -> CandidateId:
-    """The identity of a candidate of this exploration (on this run's device)."""
-    return CandidateId(network.name, cut, backend, precision, ctx.device, head)
+    """The identity of a candidate of this exploration on one latency target."""
+    return CandidateId(network.name, cut, backend, precision, target.name, head)
 
 
 def estimated_size(cut: CutPoint, precision: str) -> int:
@@ -62,25 +62,28 @@ def load_tables(ctx: RunContext) -> dict[TableKey, tuple[LatencyTable, str]]:
 
 @dataclass(frozen=True)
 class LatencyJob:
-    """Estimate every cut of one backbone on one backend at one precision: one independent unit of work."""
+    """Estimate every cut of one backbone on one backend at one precision on one target: one unit of work."""
 
     network: str
     backend: str
     precision: str
+    target: str = "local"
 
 
 def run_latency_job(ctx: RunContext, job: LatencyJob) -> EstimatorRun:
     """The estimates (and model sizes) of one backbone's cuts."""
     net = ctx.networks[job.network]
+    target = next(t for t in ctx.targets if t.name == job.target)
     settings = ctx.config.profile_settings(ctx.dataset.num_classes, job.backend, job.precision)
+    where = "" if target.name == "local" else f" on {target.name}"
     ctx.reporter.note(f"estimating latencies of {len(net.cuts)} candidates of {net.name} "
-                      f"({settings.estimator}, {job.backend}, {job.precision})")
-    session = ctx.session(net, job.backend, job.precision)
-    return run_estimator(net.traced, net.cuts, session, settings, ctx.reporter)
+                      f"({settings.estimator}, {job.backend}, {job.precision}){where}")
+    return run_estimator(net.traced, net.cuts, ctx.session(net, job.backend, job.precision, target), settings,
+                         ctx.reporter)
 
 
-def _key(ctx: RunContext, net: Network, candidate: CandidateId, estimator: str) -> str:
-    return latency_key(candidate, net.traced.fingerprint(), estimator, ctx.device_keys[candidate.backend],
+def _key(ctx: RunContext, target: Target, net: Network, candidate: CandidateId, estimator: str) -> str:
+    return latency_key(candidate, net.traced.fingerprint(), estimator, target.device_keys[candidate.backend],
                        ctx.config.batch, ctx.dataset.num_classes)
 
 
@@ -88,52 +91,65 @@ Found = tuple[dict[str, Percentiles], dict[str, int], str]  # estimates, sizes, 
 
 
 def estimate_latencies(ctx: RunContext) -> list[Candidate]:
-    """Every candidate with its latency estimate and size, in network, backend, precision and cut order."""
+    """Every candidate with its latency estimate and size, in network, backend, precision and cut order. With
+    several devices a candidate's estimate is the slowest device's (a network must meet the deadline on each), and
+    every device's estimate is kept with it."""
     tables = load_tables(ctx)
     estimator = ctx.config.estimator
     found: dict[LatencyJob, Found] = {}
     jobs = []
-    for net in ctx.networks.values():
-        for backend in ctx.config.backends:
-            for precision in ctx.config.precisions:
-                job = LatencyJob(net.name, backend, precision)
-                table_key = (net.traced.fingerprint(), backend, precision)
-                if table_key in tables:
-                    table, path = tables[table_key]
-                    rows = {c.name: table.row(c.name) for c in net.cuts}
-                    found[job] = ({n: r.best() for n, r in rows.items()},
-                                  {n: r.size_bytes for n, r in rows.items()}, f"table:{path}")
-                    continue
-                stored = {c.name: ctx.store.get_latency(
-                    _key(ctx, net, candidate_id(ctx, net, c.name, backend, precision), estimator)) for c in net.cuts}
-                if all(stored.values()):
-                    found[job] = ({n: r.latency for n, r in stored.items() if r is not None},
-                                  {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator)
-                else:
-                    jobs.append(job)
+    for target in ctx.targets:
+        for net in ctx.networks.values():
+            for backend in ctx.config.backends:
+                for precision in ctx.config.precisions:
+                    job = LatencyJob(net.name, backend, precision, target.name)
+                    table_key = (net.traced.fingerprint(), backend, precision)
+                    if table_key in tables:
+                        table, path = tables[table_key]
+                        rows = {c.name: table.row(c.name) for c in net.cuts}
+                        found[job] = ({n: r.best() for n, r in rows.items()},
+                                      {n: r.size_bytes for n, r in rows.items()}, f"table:{path}")
+                        continue
+                    stored = {c.name: ctx.store.get_latency(_key(ctx, target, net, candidate_id(
+                        target, net, c.name, backend, precision), estimator)) for c in net.cuts}
+                    if all(stored.values()):
+                        found[job] = ({n: r.latency for n, r in stored.items() if r is not None},
+                                      {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator)
+                    else:
+                        jobs.append(job)
     for job, run in ctx.executor.run(partial(run_latency_job, ctx), jobs):
         net = ctx.networks[job.network]
-        env = ctx.environment(job.backend)
-        ids = {c.name: candidate_id(ctx, net, c.name, job.backend, job.precision) for c in net.cuts}
+        target = next(t for t in ctx.targets if t.name == job.target)
+        env = target.environment(job.backend)
+        ids = {c.name: candidate_id(target, net, c.name, job.backend, job.precision) for c in net.cuts}
         sizes = {c.name: run.sizes.get(c.name) or estimated_size(c, job.precision) for c in net.cuts}
-        ctx.store.put_latencies([LatencyRecord(_key(ctx, net, ids[c.name], estimator), ids[c.name],
+        ctx.store.put_latencies([LatencyRecord(_key(ctx, target, net, ids[c.name], estimator), ids[c.name],
                                                net.traced.fingerprint(), estimator, run.estimates[c.name], env,
                                                sizes[c.name]) for c in net.cuts])
         found[job] = (run.estimates, sizes, estimator)
     candidates = []
+    device = "+".join(t.name for t in ctx.targets)
     for net in ctx.networks.values():
         for backend in ctx.config.backends:
             for precision in ctx.config.precisions:
-                estimates, sizes, source = found[LatencyJob(net.name, backend, precision)]
+                per_target = {t.name: found[LatencyJob(net.name, backend, precision, t.name)] for t in ctx.targets}
+                source = next(iter(per_target.values()))[2]
                 for head in ctx.config.heads:
                     spec = ctx.config.head_spec(head)
                     for c in net.cuts:
-                        estimate, size = estimates[c.name], sizes.get(c.name) or estimated_size(c, precision)
+                        each = {name: f[0][c.name] for name, f in per_target.items()}
                         if head == "multi":
-                            estimate = with_pooling(estimate, net, c)
-                        candidates.append(Candidate(candidate_id(ctx, net, c.name, backend, precision, spec.label()), c,
-                                                    estimate, source, size))
+                            each = {name: with_pooling(e, net, c) for name, e in each.items()}
+                        size = next(iter(per_target.values()))[1].get(c.name) or estimated_size(c, precision)
+                        candidates.append(Candidate(
+                            CandidateId(net.name, c.name, backend, precision, device, spec.label()), c,
+                            slowest(list(each.values())), source, size, each if len(each) > 1 else {}))
     return candidates
+
+
+def slowest(estimates: list[Percentiles]) -> Percentiles:
+    """Each percentile's largest value: what a network must meet on every device."""
+    return Percentiles(max(e.p50 for e in estimates), max(e.p90 for e in estimates), max(e.p99 for e in estimates))
 
 
 def with_pooling(estimate: Percentiles, net: Network, cut: CutPoint) -> Percentiles:

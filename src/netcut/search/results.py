@@ -53,6 +53,7 @@ class Candidate:
     estimate: Percentiles
     latency_source: str  # estimator name or "table:PATH"
     size_bytes: int = 0  # the TRN's model file in its backend's format and precision
+    per_device: dict[str, Percentiles] = field(default_factory=dict, compare=False)  # with several devices: each one's
 
     @property
     def model(self) -> str:
@@ -72,13 +73,15 @@ class Candidate:
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {"id": self.id.to_json(), "cut": self.cut.to_json(), "estimate": self.estimate.to_json(),
-                "latency_source": self.latency_source, "size_bytes": self.size_bytes}
+                "latency_source": self.latency_source, "size_bytes": self.size_bytes,
+                "per_device": {k: v.to_json() for k, v in self.per_device.items()}}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Candidate:
         """Inverse of to_json."""
         return cls(CandidateId.from_json(d["id"]), CutPoint.from_json(d["cut"]), Percentiles.from_json(d["estimate"]),
-                   d["latency_source"], int(d.get("size_bytes", 0)))
+                   d["latency_source"], int(d.get("size_bytes", 0)),
+                   {k: Percentiles.from_json(v) for k, v in d.get("per_device", {}).items()})
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@ alike)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from netcut.graph import example_input
 from netcut.latency.calibration import as_batches
 from netcut.model import TrimmedNetwork, build_trn
-from netcut.search.context import RunContext
+from netcut.search.context import RunContext, Target
 from netcut.search.keys import latency_key
+from netcut.search.latency import slowest
 from netcut.search.results import Candidate, LatencyRecord
 from netcut.search.training import head_of, record_key, trained_classifier
 from netcut.types import Percentiles
@@ -28,20 +31,25 @@ def timed_network(ctx: RunContext, candidate: Candidate) -> TrimmedNetwork:
 
 
 def measure_candidate(ctx: RunContext, candidate: Candidate) -> Percentiles:
-    """The candidate's TRN (the dataset's head) converted and timed in its runtime, or its stored measurement."""
+    """The candidate's TRN (the dataset's head) converted and timed in its runtime on every latency target (the
+    slowest counts), or its stored measurements."""
+    return slowest([_measure_on(ctx, target, candidate) for target in ctx.targets])
+
+
+def _measure_on(ctx: RunContext, target: Target, candidate: Candidate) -> Percentiles:
     net = ctx.networks[candidate.model]
-    c = candidate.id
-    key = latency_key(c, net.traced.fingerprint(), "verified", ctx.device_keys[c.backend], ctx.config.batch,
+    c = replace(candidate.id, device=target.name)
+    key = latency_key(c, net.traced.fingerprint(), "verified", target.device_keys[c.backend], ctx.config.batch,
                       ctx.dataset.num_classes)
     stored = ctx.store.get_latency(key)
     if stored is not None:
         return stored.latency
-    session = ctx.session(net, c.backend, c.precision)
+    session = ctx.session(net, c.backend, c.precision, target)
     x = example_input(net.traced.input_size, ctx.config.batch)
     calibration = as_batches(session.images, ctx.config.batch) if session.images is not None else None
     size = session.add("verify", timed_network(ctx, candidate), x, calibration)
     stats = session.time(["verify"], ctx.config.harness()).stats["verify"]
     session.clear()
     ctx.store.put_latencies([LatencyRecord(key, c, net.traced.fingerprint(), "verified", stats.only(),
-                                           ctx.environment(c.backend, session.versions()), size)])
+                                           target.environment(c.backend, session.versions()), size)])
     return stats.only()
