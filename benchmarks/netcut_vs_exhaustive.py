@@ -1,181 +1,204 @@
-"""Reproduce NetCut's two claims on this machine: exploration speed and accuracy gain over off-the-shelf networks.
+"""NetCut against exhaustive exploration, both with fine-tuning, on real Fashion-MNIST: time and accuracy.
 
-EfficientNet-Lite0/1/2 on real Fashion-MNIST, a grid of deadlines between the fastest TRN and the slowest full
-network. Timed from scratch (fresh run directories), everything measured:
-  * netcut (ours): estimate latencies, cache features in one pass per backbone, retrain only the proposals, verify;
-  * exhaustive (ours): the same with every candidate retrained (from the cache);
-  * paper-style, no cache: every TRN retrained from images for 10 epochs (exhaustive), or only NetCut's proposals.
-Accuracy gain: per deadline, the chosen network vs the best off-the-shelf network (full backbone, new head)
-meeting that deadline, both on test data.
+Setting: EfficientNet-Lite0/1/2, 64 px, 1,500 training / 500 validation / 1,000 test images, ONNX Runtime latency
+(empirical estimator), a grid of deadlines from the fastest TRN to the slowest full network.
+Protocol, the same for every network: a head on the frozen trunk (probe, from the one-pass feature cache), then
+every layer fine-tuned for E epochs (netcut's FineTuner recipe); the choice is the best validation score among a
+strategy's probes and fine-tuned networks, reported on test.
+  * exhaustive: every candidate meeting the deadline is probed and fine-tuned;
+  * NetCut: only its proposals (the top-k deepest feasible cuts per backbone) are probed and fine-tuned;
+  * the best off-the-shelf network meeting the deadline (by probe) is fine-tuned with the same protocol.
+Every candidate is fine-tuned once here and its wall time recorded; a strategy's exploration time for a deadline is
+the time of the jobs it runs: latency estimation and the feature pass (shared), its probes and its fine-tunings.
+All deadlines in one run: the union of the jobs. Ratios are reported as medians and totals, not means of ratios.
 
-Usage: python benchmarks/netcut_vs_exhaustive.py [--size 64] [--train 1000] [--deadlines 8]
+Usage: python benchmarks/netcut_vs_exhaustive.py [--size 64] [--train 1500] [--epochs 3] [--deadlines 6]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import DOCS, machine, write  # noqa: E402
-from naive import naive_retrain  # noqa: E402
-from netcut.data.datasets import SplitConfig, load_dataset  # noqa: E402
+from netcut.model import classifier  # noqa: E402
+from netcut.progress import Reporter  # noqa: E402
 from netcut.report.plot import plot  # noqa: E402
-from netcut.report.view import explore_json  # noqa: E402
 from netcut.search.config import ExploreConfig  # noqa: E402
+from netcut.search.context import load_data, load_networks  # noqa: E402
 from netcut.search.decide import relative_gain  # noqa: E402
 from netcut.search.explore import Explorer  # noqa: E402
-from netcut.train.probe import TrainConfig  # noqa: E402
+from netcut.search.proposals import propose  # noqa: E402
+from netcut.search.results import Deadline, ExploreResult  # noqa: E402
+from netcut.store import ResultStore  # noqa: E402
+from netcut.train.finetune import FineTuneConfig, FineTuner, evaluate_images  # noqa: E402
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def fine_tune_all(config: ExploreConfig, result: ExploreResult, epochs: int) -> dict[str, dict]:
+    """Every candidate fine-tuned once from its probe: validation, test, seconds."""
+    dataset = load_data(config)
+    networks = load_networks(config)
+    tuned = {}
+    with ResultStore(config.run_dir) as store:
+        for c in result.candidates:
+            probe = result.probe_of(c)
+            assert probe is not None
+            net = networks[c.model]
+            head = classifier(c.cut.shape[0], dataset.num_classes)
+            head.load_state_dict(store.get_artifact(probe.key))
+            start = time.perf_counter()
+            tuner = FineTuner(net.traced, c.cut, net.cuts, head, dataset,
+                              FineTuneConfig(max_epochs=epochs, flip=True, seed=config.seed))
+            for _ in range(epochs):
+                tuner.train_epoch()
+            b = net.backbone
+            test = evaluate_images(tuner.best(), dataset, "test", net.traced.input_size, b.mean, b.std)
+            tuned[c.label] = {"val": tuner.best_score, "test": test["score"], "seconds": time.perf_counter() - start,
+                              "history": tuner.history}
+            print(f"fine-tuned {c.label}: val {tuner.best_score:.4f} test {test['score']:.4f} "
+                  f"({tuned[c.label]['seconds']:.0f} s)", flush=True)
+    return tuned
+
+
+def best(options: list[tuple[str, float, float]]) -> tuple[str, float, float] | None:
+    """(label, val, test) with the best validation score."""
+    return max(options, key=lambda o: o[1], default=None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--train", type=int, default=1000)
-    parser.add_argument("--test", type=int, default=500)
-    parser.add_argument("--deadlines", type=int, default=8)
-    parser.add_argument("--naive-epochs", type=int, default=10)
+    parser.add_argument("--train", type=int, default=1500)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--deadlines", type=int, default=6)
+    parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="netcut-bench-"))
     base = ExploreConfig(models=MODELS, data="fashion-mnist", input_size=args.size, limit_train=args.train,
-                         limit_test=args.test, repeats=20)
-
-    # latency estimation alone (needed by every strategy; also defines the deadline grid)
+                         limit_test=args.test, repeats=20, run_dir=str(work / "run"), strategy="exhaustive",
+                         deadlines=(1e6,), verify=False)
+    # 1. latency of every candidate, the feature pass and every probe (what both strategies start from)
     t = time.perf_counter()
-    candidates = Explorer(replace(base, run_dir=str(work / "probe"))).candidates()
+    candidates = Explorer(base, Reporter()).candidates()
     latency_s = time.perf_counter() - t
+    t = time.perf_counter()
+    everything = Explorer(base, Reporter()).run()
+    probes_s = time.perf_counter() - t  # feature pass + every probe
+    probe_time = {c.label: everything.probe_of(c).seconds for c in everything.candidates}  # type: ignore[union-attr]
+    feature_s = probes_s - sum(probe_time.values())
     fastest = min(c.estimate.p50 for c in candidates)
     slowest_full = max(c.estimate.p50 for c in candidates if c.is_full)
-    deadlines = tuple(round(float(d), 3) for d in np.linspace(fastest * 1.3, slowest_full * 1.1, args.deadlines))
-    print(f"latency estimation {latency_s:.1f} s; deadlines {deadlines}", flush=True)
+    grid = [round(float(d), 3) for d in np.linspace(fastest * 1.3, slowest_full * 1.05, args.deadlines)]
+    # 2. every candidate fine-tuned once, with the same protocol
+    tuned = fine_tune_all(base, everything, args.epochs)
+    by_label = {c.label: c for c in everything.candidates}
 
-    # NetCut answers one deadline at a time in the paper: a fresh exploration per deadline
-    single = []
-    for i, deadline in enumerate(deadlines):
-        config = replace(base, deadlines=(deadline,), run_dir=str(work / f"single{i}"))
-        t = time.perf_counter()
-        result = Explorer(config).run()
-        single.append({"deadline_ms": deadline, "seconds": time.perf_counter() - t,
-                       "proposals": [p.label for p in result.decisions[0].proposals], "trained": result.trained})
-        print(f"netcut for {deadline} ms alone: {single[-1]['seconds']:.1f} s, trained {result.trained}",
-              flush=True)
+    def choose(labels: list[str]) -> tuple[str, float, float] | None:
+        options = [(f"{label} (probe)", everything.probe_of(by_label[label]).val_score,  # type: ignore[union-attr]
+                    everything.probe_of(by_label[label]).test_score) for label in labels]  # type: ignore[union-attr]
+        options += [(f"{label} (fine-tuned)", tuned[label]["val"], tuned[label]["test"]) for label in labels]
+        return best(options)
 
-    runs = {}
-    for strategy in ("netcut", "exhaustive"):
-        config = replace(base, deadlines=deadlines, strategy=strategy, run_dir=str(work / strategy))
-        t = time.perf_counter()
-        result = Explorer(config).run()
-        runs[strategy] = {"seconds": time.perf_counter() - t, "result": explore_json(result), "typed": result}
-        print(f"{strategy}: {runs[strategy]['seconds']:.1f} s, trained {result.trained}", flush=True)
+    def cost(labels: set[str]) -> float:
+        return latency_s + feature_s + sum(probe_time[x] + tuned[x]["seconds"] for x in labels)
 
-    # paper-style: every candidate retrained from images, no cache
-    from netcut.backbones import load_backbone
-    from netcut.graph import find_cuts, trace
-
-    dataset = load_dataset("fashion-mnist", SplitConfig(limit_train=args.train, limit_test=args.test))
-    naive_config = TrainConfig(epochs=args.naive_epochs, patience=args.naive_epochs + 1, batch_size=64)
-    naive_s, naive_acc = {}, {}
-    for model in MODELS:
-        traced = trace(load_backbone(model), args.size)
-        for cut in find_cuts(traced, "block"):
-            metrics, seconds = naive_retrain(traced, cut, dataset, naive_config, 10)
-            naive_s[f"{model}@{cut.name}"], naive_acc[f"{model}@{cut.name}"] = seconds, metrics["accuracy"]
-        print(f"naive {model}: {sum(v for k, v in naive_s.items() if k.startswith(model)):.1f} s", flush=True)
-    proposals = {p for d in runs["netcut"]["result"]["deadlines"] for p in d["proposals"]}
-    paper_exhaustive_s = latency_s + sum(naive_s.values())
-    paper_netcut_s = latency_s + sum(naive_s[p] for p in proposals)
-    for row in single:
-        row["paper_style_netcut_s"] = latency_s + sum(naive_s[p] for p in row["proposals"])
-        row["speedup_paper_style"] = paper_exhaustive_s / row["paper_style_netcut_s"]
-        row["speedup_ours_vs_paper_exhaustive"] = paper_exhaustive_s / row["seconds"]
-
-    per_deadline = []
-    ours, exh = runs["netcut"]["result"], runs["exhaustive"]["result"]
-    for d_net, d_exh in zip(ours["deadlines"], exh["deadlines"]):
-        c, e = d_net["chosen"], d_exh["chosen"]
-        full = [r for r in d_exh["candidates"] if r["is_full"] and r["feasible"]]
-        best_full = max(full, key=lambda r: r["val_score"], default=None)
-        row = {"deadline_ms": d_net["deadline_ms"], "netcut": c and {k: c[k] for k in ("model", "cut", "score",
-                                                                                       "latency_ms")},
-               "exhaustive": e and {k: e[k] for k in ("model", "cut", "score", "latency_ms")},
-               "best_off_the_shelf": best_full and {k: best_full[k] for k in ("model", "score", "estimated_ms")}}
-        if c and e:
-            row["same_winner_within_0.5_points"] = abs(c["score"] - e["score"]) <= 0.005
-        if c and best_full:
-            row["relative_gain_pct"] = relative_gain(c["score"], best_full["score"])
-        per_deadline.append(row)
-    gains = [r["relative_gain_pct"] for r in per_deadline if "relative_gain_pct" in r]
-    plot(runs["exhaustive"]["typed"], DOCS / "netcut_frontier.png")
-    data = {
-        "machine": machine(), "models": MODELS, "size": args.size, "train_images": args.train,
-        "test_images": args.test, "deadlines": deadlines, "latency_estimation_s": latency_s,
-        "netcut_s": runs["netcut"]["seconds"], "exhaustive_cached_s": runs["exhaustive"]["seconds"],
-        "paper_style_exhaustive_s": paper_exhaustive_s, "paper_style_netcut_s": paper_netcut_s,
-        "trained_netcut": ours["trained"], "trained_exhaustive": exh["trained"],
-        "speedup_netcut_vs_paper_exhaustive": paper_exhaustive_s / runs["netcut"]["seconds"],
-        "speedup_paper_netcut_vs_paper_exhaustive": paper_exhaustive_s / paper_netcut_s,
-        "speedup_netcut_vs_exhaustive_cached": runs["exhaustive"]["seconds"] / runs["netcut"]["seconds"],
-        "per_deadline": per_deadline, "max_relative_gain_pct": max(gains) if gains else None,
-        "naive_accuracy": naive_acc, "naive_seconds": naive_s, "single_deadline": single,
-        "speedup_paper_style_per_deadline_mean": float(np.mean([r["speedup_paper_style"] for r in single])),
-        "speedup_ours_per_deadline_mean": float(np.mean([r["speedup_ours_vs_paper_exhaustive"] for r in single])),
-    }
-    same = [r["same_winner_within_0.5_points"] for r in per_deadline if "same_winner_within_0.5_points" in r]
-    lines = ["# NetCut vs exhaustive exploration on this machine", "", "{header}",
-             f"EfficientNet-Lite0/1/2 on real Fashion-MNIST ({args.train} training, {args.test} test images, "
-             f"{args.size} px), torch backend, empirical latency estimates, p50 deadlines with a 5% margin, "
-             f"{len(deadlines)} deadlines from {deadlines[0]} to {deadlines[-1]} ms. Everything below was measured in "
-             "one run, from scratch.", "", "![frontier](netcut_frontier.png)", "",
-             f"## Exploration time, all {len(deadlines)} deadlines in one exploration", "",
-             "| exploration | candidates retrained | seconds | NetCut (ours) is faster by |",
-             "|---|---|---|---|",
-             f"| paper-style exhaustive: every TRN retrained from images, {args.naive_epochs} epochs | "
-             f"{len(naive_s)} | {paper_exhaustive_s:.1f} | **{data['speedup_netcut_vs_paper_exhaustive']:.1f}x** |",
-             f"| paper-style NetCut: proposals retrained from images | {len(proposals)} | {paper_netcut_s:.1f} | "
-             f"{paper_netcut_s / runs['netcut']['seconds']:.1f}x |",
-             f"| exhaustive with the feature cache (ours) | {exh['trained']} | {runs['exhaustive']['seconds']:.1f} | "
-             f"{data['speedup_netcut_vs_exhaustive_cached']:.2f}x |",
-             f"| NetCut with the feature cache (ours) | {ours['trained']} | {runs['netcut']['seconds']:.1f} | 1x |", "",
-             f"The paper's comparison (NetCut vs exhaustive, both retraining from images) gives "
-             f"{data['speedup_paper_netcut_vs_paper_exhaustive']:.1f}x here (paper: 27x). With the one-pass feature "
-             f"cache NetCut explores {data['speedup_netcut_vs_paper_exhaustive']:.1f}x faster than paper-style "
-             f"exhaustive retraining. Latency estimation for all {len(candidates)} candidates took {latency_s:.1f} s "
-             "of each exploration.", "",
-             "### One deadline at a time (as in the paper)", "",
-             "| deadline | proposals retrained | paper-style NetCut s | paper-style speedup | NetCut (ours) s | "
-             "ours vs paper-style exhaustive |", "|---|---|---|---|---|---|"]
-    for r in single:
-        lines.append(f"| {r['deadline_ms']:g} ms | {r['trained']} | {r['paper_style_netcut_s']:.1f} | "
-                     f"{r['speedup_paper_style']:.1f}x | {r['seconds']:.1f} | "
-                     f"{r['speedup_ours_vs_paper_exhaustive']:.1f}x |")
-    lines += ["", f"Mean over deadlines: paper-style NetCut is {data['speedup_paper_style_per_deadline_mean']:.1f}x "
-              f"faster than paper-style exhaustive (paper: 27x); our NetCut (cache + proposals) is "
-              f"{data['speedup_ours_per_deadline_mean']:.1f}x faster than it. The multi-deadline rows above answer "
-              "all deadlines in one exploration.", "",
-             "## Chosen network per deadline", "",
-             "| deadline | NetCut choice | test acc | exhaustive choice | test acc | best off-the-shelf meeting it | "
-             "relative gain |", "|---|---|---|---|---|---|---|"]
-    for r in per_deadline:
-        c, e, b = r["netcut"], r["exhaustive"], r["best_off_the_shelf"]
-        lines.append(f"| {r['deadline_ms']:g} ms | {c['model'] + ' @ ' + c['cut'] if c else 'none'} | "
-                     f"{c['score']:.4f} |" if c else f"| {r['deadline_ms']:g} ms | none | |")
-        lines[-1] += (f" {e['model'] + ' @ ' + e['cut']} | {e['score']:.4f} |" if e else " none | |")
-        lines[-1] += (f" {b['model']} {b['score']:.4f} |" if b else " none meets it |")
-        lines[-1] += (f" {r['relative_gain_pct']:+.2f}% |" if "relative_gain_pct" in r else " n/a |")
-    lines += ["", f"Same winner (test accuracy within 0.5 points) at {sum(same)} of {len(same)} deadlines. Largest "
-              f"relative accuracy gain of the chosen network over the best off-the-shelf network meeting the same "
-              f"deadline: **{data['max_relative_gain_pct']:+.2f}%** (paper: up to 10.43%)." if gains else ""]
-    write("results", data, "\n".join(lines) + "\n")
+    rows, union_netcut, union_exhaustive = [], set(), set()
+    for ms in grid:
+        deadline = Deadline(ms, "p50", 0.05)
+        feasible = [c for c in everything.candidates if deadline.admits(c)]
+        proposals = propose(list(everything.candidates), deadline, "netcut", args.top_k)
+        net_labels = [c.label for c in proposals]
+        exh_labels = [c.label for c in feasible]
+        union_netcut |= set(net_labels)
+        union_exhaustive |= set(exh_labels)
+        full = [c for c in feasible if c.is_full]
+        base_c = max(full, key=lambda c: everything.probe_of(c).val_score, default=None)  # type: ignore[union-attr]
+        row = {"deadline_ms": ms, "candidates_feasible": len(feasible), "proposals": len(proposals),
+               "netcut": choose(net_labels), "exhaustive": choose(exh_labels),
+               "netcut_s": cost(set(net_labels)), "exhaustive_s": cost(set(exh_labels))}
+        if base_c is not None:
+            probe = everything.probe_of(base_c)
+            row["baseline"] = {"model": base_c.model, "probe_test": probe.test_score,  # type: ignore[union-attr]
+                               "fine_tuned_val": tuned[base_c.label]["val"],
+                               "fine_tuned_test": tuned[base_c.label]["test"]}
+        if row["netcut"] and base_c is not None:
+            row["gain_vs_fine_tuned_baseline_pct"] = relative_gain(row["netcut"][2],
+                                                                   row["baseline"]["fine_tuned_test"])
+        rows.append(row)
+        print(f"{ms} ms: netcut {row['netcut']} exhaustive {row['exhaustive']}", flush=True)
+    speedups = [r["exhaustive_s"] / r["netcut_s"] for r in rows]
+    data = {"machine": machine(), "size": args.size, "train_images": args.train, "test_images": args.test,
+            "val_images": len(load_data(base).splits["val"]), "epochs": args.epochs, "models": MODELS,
+            "deadlines": grid, "latency_s": latency_s, "feature_pass_s": feature_s, "per_deadline": rows,
+            "speedup_per_deadline_median": statistics.median(speedups),
+            "per_deadline_total_netcut_s": sum(r["netcut_s"] for r in rows),
+            "per_deadline_total_exhaustive_s": sum(r["exhaustive_s"] for r in rows),
+            "all_deadlines_netcut_s": cost(union_netcut), "all_deadlines_exhaustive_s": cost(union_exhaustive),
+            "fine_tuned": tuned}
+    plot(everything, DOCS / "netcut_frontier.png")
+    write("results", data, markdown(data))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _choice(c: tuple[str, float, float] | None) -> str:
+    return "none" if c is None else f"{c[0]}: {c[2]:.4f} (val {c[1]:.4f})"
+
+
+def markdown(d: dict) -> str:
+    rows = d["per_deadline"]
+    same = sum(1 for r in rows if r["netcut"] and r["exhaustive"] and r["netcut"][0] == r["exhaustive"][0])
+    both = [r for r in rows if r["netcut"] and r["exhaustive"]]
+    close = sum(1 for r in both if abs(r["netcut"][2] - r["exhaustive"][2]) <= 0.005)
+    gaps = [abs(r["netcut"][1] - r["netcut"][2]) for r in rows if r["netcut"]]
+    gains = [r["gain_vs_fine_tuned_baseline_pct"] for r in rows if "gain_vs_fine_tuned_baseline_pct" in r]
+    lines = ["# NetCut against exhaustive exploration, with fine-tuning", "", "{header}",
+             f"EfficientNet-Lite0/1/2 on real Fashion-MNIST ({d['train_images']} training, {d['val_images']} "
+             f"validation, {d['test_images']} test images, {d['size']} px), ONNX Runtime latencies (empirical "
+             f"estimator), p50 deadlines with a 5% margin. Every network gets the same protocol: a head on the "
+             f"frozen trunk, then every layer fine-tuned for {d['epochs']} epochs; a strategy chooses by validation "
+             "among its probes and fine-tuned networks, and is reported on test. Each candidate was fine-tuned "
+             "once and timed; a strategy's time for a deadline is the time of the jobs it runs (latency "
+             f"estimation {d['latency_s']:.0f} s and the feature pass {d['feature_pass_s']:.0f} s are shared).", "",
+             "## Exploration time", "",
+             "| deadline | feasible | NetCut proposals | NetCut s | exhaustive s | exhaustive / NetCut |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['deadline_ms']:g} ms | {r['candidates_feasible']} | {r['proposals']} | "
+                     f"{r['netcut_s']:.0f} | {r['exhaustive_s']:.0f} | {r['exhaustive_s'] / r['netcut_s']:.1f}x |")
+    lines += ["", "Per deadline (one exploration each, as in the paper): median "
+              f"**{d['speedup_per_deadline_median']:.1f}x**"
+              f"; totals {d['per_deadline_total_exhaustive_s']:.0f} s vs {d['per_deadline_total_netcut_s']:.0f} s "
+              f"({d['per_deadline_total_exhaustive_s'] / d['per_deadline_total_netcut_s']:.1f}x). All "
+              f"{len(rows)} deadlines in one exploration: exhaustive {d['all_deadlines_exhaustive_s']:.0f} s, "
+              f"NetCut {d['all_deadlines_netcut_s']:.0f} s "
+              f"(**{d['all_deadlines_exhaustive_s'] / d['all_deadlines_netcut_s']:.1f}x**). The paper reports 27x "
+              "for one deadline at a time, without a feature cache.", "",
+             "## Accuracy at each deadline", "",
+             "| deadline | NetCut's choice | exhaustive's choice | best off-the-shelf meeting it: frozen / fine-tuned "
+             "| NetCut vs fine-tuned baseline |", "|---|---|---|---|---|"]
+    for r in rows:
+        b = r.get("baseline")
+        base = f"{b['model']}: {b['probe_test']:.4f} / {b['fine_tuned_test']:.4f}" if b else "none meets it"
+        gain = f"{r['gain_vs_fine_tuned_baseline_pct']:+.2f}%" if "gain_vs_fine_tuned_baseline_pct" in r else "n/a"
+        lines.append(f"| {r['deadline_ms']:g} ms | {_choice(r['netcut'])} | {_choice(r['exhaustive'])} | {base} | "
+                     f"{gain} |")
+    lines += ["", f"Same choice at {same} of {len(rows)} deadlines; test accuracy within 0.5 points at {close}. "
+              f"Validation–test gap of NetCut's choice: median {statistics.median(gaps) * 100:.2f} points "
+              f"(largest {max(gaps) * 100:.2f}). Relative gain of NetCut's choice over the equally fine-tuned best "
+              f"off-the-shelf network meeting the deadline: {', '.join(f'{g:+.2f}%' for g in gains) or 'n/a'} "
+              "(paper: up to +10.43%, probes against probes).", "", "![frontier](netcut_frontier.png)", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
