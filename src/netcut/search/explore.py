@@ -5,6 +5,7 @@ candidates → latency → proposals → training (probes, fine-tuning) → deci
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -112,8 +113,9 @@ class Explorer:
     def run(self) -> ExploreResult:
         """Explore every deadline; everything is stored in the run directory as it completes."""
         started = time.perf_counter()
-        # one thread count for everything, whichever steps a (resumed) run skips: features are bitwise reproducible
-        torch.set_num_threads(self.config.harness().resolved_threads())
+        # training runs on every core of this machine whatever --threads says (that is the deployment's, timed in the
+        # runtime workers); one fixed count, whichever steps a resumed run skips, keeps features bitwise reproducible
+        torch.set_num_threads(os.cpu_count() or 1)
         dataset, networks = self._inputs()
         with ExitStack() as stack:
             devices = self._device_pools(stack)
