@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -16,9 +17,11 @@ from netcut.types import CutPoint
 
 
 def console(stderr: bool = False) -> Console:
-    """A console on stdout (or stderr); piped output gets 140 columns instead of being squeezed to 80."""
+    """A console on stdout (or stderr); piped output gets $COLUMNS (default 140) instead of being squeezed to 80."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 140)
+    columns = os.environ.get("COLUMNS", "")
+    return Console(stderr=stderr, highlight=False,
+                   width=None if stream.isatty() else int(columns) if columns.isdigit() else 140)
 
 
 def human(n: float) -> str:

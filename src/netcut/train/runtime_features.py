@@ -68,19 +68,19 @@ def runtime_features(cache_dir: Path, traced: TracedNetwork, cut_names: list[str
 
 
 def _run_split(session: RuntimeSession, model: str, dataset: Dataset, split: str, size: int,
-               mean: tuple[float, ...], std: tuple[float, ...], what: str, reporter: Reporter
+               mean: tuple[float, ...], std: tuple[float, ...], what: str, reporter: Reporter, batch_size: int = BATCH
                ) -> tuple[list[np.ndarray], np.ndarray]:
     """Every output of a loaded model over one split (in fixed batches), and the targets."""
     n = len(dataset.splits[split])
     chunks: list[list[np.ndarray]] = []
     targets = []
-    with reporter.bar(f"{what} in {session.name} {session.precision} ({split})", (n + BATCH - 1) // BATCH) \
-            as advance:
-        for x, y in dataset.batches(split, size, mean, std, BATCH):
+    with reporter.bar(f"{what} in {session.name} {session.precision} ({split})",
+                      (n + batch_size - 1) // batch_size) as advance:
+        for x, y in dataset.batches(split, size, mean, std, batch_size):
             count = len(x)
             batch = x.numpy()
-            if count < BATCH:  # the converted model has a fixed batch: pad with the last image, drop the padding
-                batch = np.concatenate([batch, np.repeat(batch[-1:], BATCH - count, axis=0)])
+            if count < batch_size:  # the converted model has a fixed batch: pad with the last image, drop the padding
+                batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - count, axis=0)])
             outputs = session.run(model, batch)
             if not chunks:
                 chunks = [[] for _ in outputs]
@@ -101,15 +101,17 @@ def evaluate_in_runtime(session: RuntimeSession, trn: nn.Module, dataset: Datase
                         mean: tuple[float, ...], std: tuple[float, ...], reporter: Reporter = QUIET
                         ) -> dict[str, dict[str, float]]:
     """Validation and test metrics of a whole TRN (trunk and trained head) converted at the session's precision
-    and run in its runtime: what deploys, scored as deployed."""
+    and run in its runtime: what deploys, scored as deployed (batch 1, calibrated one image at a time, as
+    `netcut export` converts it: some quantizers' scales depend on how calibration is batched)."""
     if session.images is None:
         raise ValueError("a quantized network needs calibration images")
-    example = torch.zeros(BATCH, 3, size, size)
-    session.add("trn", trn, example, as_batches(session.images, BATCH))
+    example = torch.zeros(1, 3, size, size)
+    session.add("trn", trn, example, as_batches(session.images, 1))
     try:
         scores = {}
         for split in ("val", "test"):
-            (logits,), targets = _run_split(session, "trn", dataset, split, size, mean, std, "scoring", reporter)
+            (logits,), targets = _run_split(session, "trn", dataset, split, size, mean, std, "scoring", reporter,
+                                            batch_size=1)
             scores[split] = evaluate(torch.from_numpy(logits), torch.from_numpy(targets))
     finally:
         session.clear()
