@@ -35,7 +35,7 @@ def best_choice(result: ExploreResult, candidates: list[Candidate], deadline_ms:
     options = []
     for c in candidates:
         probe = result.probe_of(c)
-        if probe is not None and c.estimate.p50 * (1 + result.config.margin) <= deadline_ms:
+        if probe is not None and c.estimate.p50 * (1 + result.config["margin"]) <= deadline_ms:
             options.append({"candidate": c.id.label, "val": probe.val_score, "test": probe.accuracy,
                             "estimated_ms": c.estimate.p50})
     return max(options, key=lambda o: o["val"], default=None)
@@ -48,8 +48,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--features", type=int, default=512)
     parser.add_argument("--deadlines", type=int, default=6)
+    parser.add_argument("--work", default=None, help="a directory to keep (and reuse) the run in")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="netcut-head2toe-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="netcut-head2toe-"))
     config = ExploreConfig(models=MODELS, data="fashion-mnist", input_size=args.size, limit_train=args.train,
                            limit_test=args.test, run_dir=str(work / "run"), strategy="exhaustive",
                            heads=("linear", "multi"), head_features=args.features)
@@ -78,7 +79,8 @@ def main() -> None:
             "val_images": result.dataset.sizes["val"], "features": args.features, "cuts": rows, "choices": choices,
             "exploration_s": result.exploration_s, "stage_seconds": result.stage_seconds}
     write("head2toe", data, markdown(data))
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def plot_accuracy(rows: list[dict], path: Path) -> None:
@@ -127,9 +129,7 @@ def markdown(d: dict) -> str:
         lines.append(f"| {r['model']} | {r['cut']} | {r['macs_pct']:.0f}% | {r['linear_test']:.4f} | "
                      f"{r['multi_test']:.4f} | {r['linear_ms']:.2f} ms | {r['multi_ms']:.2f} ms | "
                      f"{len(r['multi_reads'] or [])} |")
-    lines += ["", f"Exploration wall time {d['exploration_s']:.0f} s "
-              f"({', '.join(f'{k} {v:.0f} s' for k, v in d['stage_seconds'].items())}).", ""]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
