@@ -6,6 +6,7 @@ interface of a local `RuntimeWorker`, so every estimator, the verification and t
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -88,8 +89,8 @@ def call(device: Device, method: str, path: str, body: bytes | None = None, time
             raise NetcutError(f"device {device.name} lost the session ({message})", RESUME) from None
         raise WorkerError(f"device {device.name}: {message}", "choose another --backend, or report the model that "
                           "fails") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, cut mid-reply
+        reason = getattr(exc, "reason", None) or type(exc).__name__
         raise NetcutError(f"device {device.name} does not answer ({reason})",
                           f"start `netcut-agent serve` there and check the URL or SSH tunnel; {RESUME}") from None
 

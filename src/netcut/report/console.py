@@ -17,11 +17,12 @@ from netcut.types import CutPoint
 
 
 def console(stderr: bool = False) -> Console:
-    """A console on stdout (or stderr); piped output gets $COLUMNS (default 140) instead of being squeezed to 80."""
+    """A console on stdout (or stderr); piped output gets at least 140 columns (more if $COLUMNS says so) instead of
+    being squeezed to 80."""
     stream = sys.stderr if stderr else sys.stdout
     columns = os.environ.get("COLUMNS", "")
     return Console(stderr=stderr, highlight=False,
-                   width=None if stream.isatty() else int(columns) if columns.isdigit() else 140)
+                   width=None if stream.isatty() else max(140, int(columns) if columns.isdigit() else 0))
 
 
 def human(n: float) -> str:
