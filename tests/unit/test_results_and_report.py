@@ -103,3 +103,22 @@ def test_int8_candidates_report_their_accuracy_change_and_where_int8_is_slower()
     assert "int8 is estimated slower than fp32 for 2 of 5 candidates" in md
     assert "| a | blocks.3 | onnxruntime | 4.00 ms | 3.50 ms | 1.14x | 0.02 MB | 0.00 MB | 0.8000 | 0.7700 |" in md
     assert "### onnxruntime, int8" in md and "### onnxruntime, fp32" in md
+
+
+def test_several_devices_get_a_frontier_each_from_their_own_estimates(tmp_path):
+    from dataclasses import replace
+
+    from netcut.report.plot import plot
+    from netcut.search.pareto import device_frontiers
+
+    fast, slow = candidate("m", 1, 1.0), candidate("m", 2, 2.0)
+    both = [replace(fast, per_device={"a:1": Percentiles(1.0, 1.1, 1.2), "b:2": Percentiles(3.0, 3.3, 3.6)}),
+            replace(slow, per_device={"a:1": Percentiles(2.0, 2.2, 2.4), "b:2": Percentiles(2.5, 2.7, 3.0)})]
+    records = [probe(both[0], 0.7), probe(both[1], 0.8)]
+    fronts = device_frontiers(both, records)
+    assert set(fronts) == {"a:1", "b:2"}
+    on_a = [c.cut.name for c, _ in fronts["a:1"][("onnxruntime", "fp32")]]
+    on_b = [c.cut.name for c, _ in fronts["b:2"][("onnxruntime", "fp32")]]
+    assert on_a == ["blocks.1", "blocks.2"] and on_b == ["blocks.2"]  # on b the shallower cut is slower and worse
+    assert device_frontiers([fast, slow], records) == {}  # one device: nothing extra
+    assert plot(result(both, records), tmp_path / "f.png").stat().st_size > 1000

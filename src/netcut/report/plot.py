@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from netcut.fsutil import write_atomic
-from netcut.search.pareto import frontiers
+from netcut.search.pareto import device_frontiers, frontiers
 from netcut.search.results import ExploreResult
 
 
@@ -44,6 +44,12 @@ def plot(result: ExploreResult, path: Path) -> Path:
             ax.step([c.estimate.p50 for c, _ in front], [r.test_score for _, r in front], where="post",
                     color="black", linestyle=styles[key], linewidth=1.2,
                     label="Pareto frontier" + (f" {key[0]} {key[1]}" if several else ""))
+    for i, (device, fronts) in enumerate(device_frontiers(list(result.candidates), list(result.records)).items()):
+        for key, front in fronts.items():  # several devices: each one's frontier (the one above is the slowest's)
+            if front:
+                ax.step([c.estimate.p50 for c, _ in front], [r.test_score for _, r in front], where="post",
+                        color=f"C{(i + len(models)) % 10}", linestyle=styles[key], linewidth=1.0, alpha=0.8,
+                        label=f"frontier on {device}" + (f" {key[0]} {key[1]}" if several else ""))
     for d in result.decisions:
         ax.axvline(d.deadline.ms, color="red", linestyle="--", linewidth=0.9)
         ax.text(d.deadline.ms, 1.0, f" {d.deadline.ms:g} ms", color="red", va="bottom", fontsize=8,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from netcut.search.results import Candidate, TrainingRecord
 
@@ -32,3 +33,11 @@ def frontiers(candidates: list[Candidate], records: list[TrainingRecord]
     for c in candidates:
         groups.setdefault((c.id.backend, c.id.precision), []).append(c)
     return {key: frontier(group, records) for key, group in groups.items()}
+
+
+def device_frontiers(candidates: list[Candidate], records: list[TrainingRecord]
+                     ) -> dict[str, dict[tuple[str, str], list[tuple[Candidate, TrainingRecord]]]]:
+    """With several devices: each device's frontiers, drawn from that device's own estimates."""
+    devices = sorted({d for c in candidates for d in c.per_device})
+    return {d: frontiers([replace(c, estimate=c.per_device[d]) for c in candidates if d in c.per_device], records)
+            for d in devices}
