@@ -56,3 +56,13 @@ def photo_folder(tmp_path, skimage_photo):
     good = (root / "coffee" / "0.png").read_bytes()
     (root / "coffee" / "truncated.png").write_bytes(good[: len(good) // 3])
     return root
+
+
+@pytest.fixture
+def soft_labels(photo_folder) -> Path:
+    """A soft-label CSV (path,p_a,p_b,p_c) over the photo folder's real images."""
+    rows = ["path,a,b,c"] + [f"{k}/{i}.png,{p}" for i in range(6) for k, p in
+                             (("cat", "0.8,0.1,0.1"), ("coffee", "0.1,0.7,0.2"), ("rocket", "0.2,0.2,0.6"))]
+    csv = photo_folder / "soft.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    return csv

@@ -137,11 +137,8 @@ def test_latency_table_from_the_target_is_used_and_a_foreign_one_refused(cli, tm
     assert foreign.returncode == 2 and "was made for efficientnet_lite0 at 32px" in foreign.stderr
 
 
-def test_soft_labels_explore_with_angular_similarity(cli, tmp_path, photo_folder):
-    rows = ["path,a,b,c"] + [f"{k}/{i}.png,{p}" for i in range(6) for k, p in
-                             (("cat", "0.8,0.1,0.1"), ("coffee", "0.1,0.7,0.2"), ("rocket", "0.2,0.2,0.6"))]
-    csv = photo_folder / "soft.csv"
-    csv.write_text("\n".join(rows) + "\n")
+def test_soft_labels_explore_with_angular_similarity(cli, tmp_path, soft_labels):
+    csv = soft_labels
     result = cli("explore", "--models", "efficientnet_lite0", "--data", str(csv), "--deadline", "1000",
                  "--input-size", "32", "--repeats", "3", "--threads", "1", "--run-dir", str(tmp_path), "--json",
                  "--no-report", "--epochs", "5")

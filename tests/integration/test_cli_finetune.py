@@ -108,11 +108,8 @@ def test_a_kill_mid_fine_tuning_loses_at_most_one_epoch(tmp_path):
     assert json.loads(result.stdout)["chosen"]["fine_tune_blocks"] in (-1, 0)
 
 
-def test_soft_labels_fine_tune_end_to_end(tmp_path, cli, photo_folder):
-    rows = ["path,a,b,c"] + [f"{k}/{i}.png,{p}" for i in range(6) for k, p in
-                             (("cat", "0.8,0.1,0.1"), ("coffee", "0.1,0.7,0.2"), ("rocket", "0.2,0.2,0.6"))]
-    csv = photo_folder / "soft.csv"
-    csv.write_text("\n".join(rows) + "\n")
+def test_soft_labels_fine_tune_end_to_end(tmp_path, cli, soft_labels):
+    csv = soft_labels
     result = cli("explore", "--models", "efficientnet_lite0", "--data", str(csv), "--deadline", "1000",
                  "--input-size", "32", "--repeats", "3", "--threads", "1", "--run-dir", str(tmp_path), "--json",
                  "--no-report", "--epochs", "5", "--budget", "2m", "--fine-tune-epochs", "2", "--fine-tune-top", "1")
