@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+# Devices' reference levels and fitted models go to a throwaway cache (inherited by the CLI processes): tests never
+# read or write the user's.
+os.environ["NETCUT_CACHE"] = tempfile.mkdtemp(prefix="netcut-test-cache-")
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None,

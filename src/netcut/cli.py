@@ -109,6 +109,9 @@ def _add_latency_args(p: argparse.ArgumentParser, several: bool = False) -> None
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
     p.add_argument("--repeats", type=_positive_int, default=30, help="timed rounds (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="discarded warm-up rounds (default 5)")
+    p.add_argument("--timing-tolerance", type=float, default=10.0, metavar="PCT",
+                   help="a timing session during which the reference network's speed moved more than this (spread, "
+                        "drift, or level against earlier sessions) is repeated, up to twice (default 10)")
 
 
 def _add_device_args(p: argparse.ArgumentParser) -> None:
@@ -144,7 +147,8 @@ def _names(text: str) -> tuple[str, ...]:
 def _harness(args: argparse.Namespace) -> HarnessConfig:
     from netcut.latency.harness import HarnessConfig
 
-    return HarnessConfig(batch=args.batch, warmup=args.warmup, repeats=args.repeats, threads=args.threads).validate()
+    return HarnessConfig(batch=args.batch, warmup=args.warmup, repeats=args.repeats, threads=args.threads,
+                          timing_tolerance_pct=args.timing_tolerance).validate()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -199,14 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "`netcut-agent run FILE --out T.json` on a device without a network path")
     _add_output_args(p, "print the table as JSON", "write the latency table (JSON) here")
 
-    p = _command(sub, "calibrate", "fit the analytical latency model for this device and backend",
-                 "example:\n  netcut calibrate --backend onnxruntime --threads 2", cmd_calibrate)
+    p = _command(sub, "calibrate", "calibrate the analytical latency model on this device: time sampled kernels "
+                 "of every kind, fit one regressor per kind", "example:\n  netcut calibrate --backend onnxruntime "
+                 "--threads 2", cmd_calibrate)
     _add_latency_args(p)
-    p.add_argument("--input-size", type=_positive_int, default=224, help="input side in px (default 224)")
-    _add_granularity(p)
-    p.add_argument("--networks", default=None, help="comma-separated calibration networks (default: 6 torchvision "
-                   "families)")
-    _add_output_args(p, "print the fit as JSON", "where to save the model (default: per-device cache)")
+    p.add_argument("--quick", action="store_true", help="a quarter of the kernels (about a quarter of the time; "
+                   "less accurate)")
+    _add_output_args(p, "print the fit as JSON", "where to save the calibration (default: per-device cache)")
 
     p = _command(sub, "explore", "find the most accurate network that meets each deadline (NetCut)",
                  "examples:\n"
@@ -414,23 +417,24 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit the analytical latency model for this device and backend."""
     from pathlib import Path
 
-    from netcut.latency.estimators.analytical import DEFAULT_CALIBRATION, calibrate, model_path
+    from netcut.latency.estimators.analytical import calibrate, model_path
     from netcut.latency.harness import environment
     from netcut.latency.profile import open_session
     from netcut.latency.settings import ProfileSettings
     from netcut.latency.workers import WorkerPool
     from netcut.progress import Reporter
 
-    settings = ProfileSettings(args.backend, args.precision, "analytical", args.granularity,
-                               harness=_harness(args)).validate()
+    settings = ProfileSettings(args.backend, args.precision, "analytical", harness=_harness(args)).validate()
     env = environment(args.backend, settings.harness.resolved_threads())
     path = Path(args.out) if args.out else model_path(args.backend, env, args.precision)
-    networks = tuple(n.strip() for n in args.networks.split(",") if n.strip()) if args.networks else DEFAULT_CALIBRATION
+    reporter = Reporter(args.quiet or args.json)
     with WorkerPool() as pool:
-        model = calibrate(open_session(pool, settings), settings, args.input_size, networks,
-                          Reporter(args.quiet or args.json), path)
+        model = calibrate(open_session(pool, settings, reporter=reporter), settings, reporter, path,
+                          0.25 if args.quick else 1.0)
     if args.json:
-        print(json.dumps(model.to_dict(), indent=2))
+        print(json.dumps({"path": str(path), "fit": model.fit, "overhead_ms": model.overhead_ms,
+                          "backend": model.backend, "precision": model.precision, "threads": model.threads,
+                          "environment": model.environment}, indent=2))
         return 0
     from netcut.report.console import console, print_calibration
 
@@ -453,7 +457,8 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
         train_device=args.train_device,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
-        seed=args.seed, run_dir=args.run_dir, threads=args.threads, devices=tuple(args.device or ()),
+        seed=args.seed, run_dir=args.run_dir, threads=args.threads,
+        timing_tolerance_pct=args.timing_tolerance, devices=tuple(args.device or ()),
         device_token_file=args.device_token_file, weights=args.weights,
         head_hidden=args.head_hidden, heads=_names(args.head), head_features=args.head_features, epochs=args.epochs,
         repeats=args.repeats, warmup=args.warmup, batch=args.batch,

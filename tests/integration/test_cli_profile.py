@@ -85,12 +85,18 @@ def test_profile_bad_input(cli, tiny, args, message):
 
 def test_calibrate_then_profile_analytical(cli, tmp_path):
     model = tmp_path / "model.json"
-    result = cli("calibrate", "--threads", "1", "--repeats", "3", "--input-size", "32", "--quiet",
-                 "--networks", "torchvision:squeezenet1_1,torchvision:mobilenet_v3_small", "--out", str(model))
+    result = cli("calibrate", "--threads", "1", "--repeats", "3", "--warmup", "1", "--quick", "--quiet",
+                 "--out", str(model))
     assert result.returncode == 0, result.stderr
-    assert "leave-one-network-out" in result.stdout and model.is_file()
+    assert "kernels timed" in result.stdout and "dwconv" in result.stdout and model.is_file()
+    stored = json.loads(model.read_text())
+    assert stored["backend"] == "onnxruntime" and stored["threads"] == 1 and len(stored["samples"]["conv"]) >= 12
     profiled = cli("profile", "torchvision:resnet18", "--input-size", "32", "--estimator", "analytical",
                    "--analytical-model", str(model), "--threads", "1", "--json")
     assert profiled.returncode == 0, profiled.stderr
     rows = json.loads(profiled.stdout)["cuts"]
     assert all(r["estimated_ms"] > 0 and r["measured_ms"] is None for r in rows)
+    assert [r["estimated_ms"] for r in rows] == sorted(r["estimated_ms"] for r in rows)
+    elsewhere = cli("profile", "torchvision:resnet18", "--input-size", "32", "--estimator", "analytical",
+                    "--analytical-model", str(model), "--threads", "2", "--json")
+    assert elsewhere.returncode == 2 and "another device or thread count" in elsewhere.stderr

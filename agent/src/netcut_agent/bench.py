@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from netcut_agent.runtimes import ModelError, Runner, Runtime, input_shape
+from netcut_agent.stability import Stability, stability
 from netcut_agent.stats import LatencyStats
 from netcut_agent.timing import ChainCall, TimingConfig, measure_interleaved
 
@@ -19,21 +20,24 @@ def example(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 @dataclass
 class TimingResult:
-    """Stats per timed model or chain, and per stage of each chain."""
+    """Stats per timed model or chain, per stage of each chain, and how steady each was over the session."""
 
     stats: dict[str, LatencyStats]
     stages: dict[str, list[LatencyStats]] = field(default_factory=dict)
+    stability: dict[str, Stability] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {"stats": {k: v.to_json() for k, v in self.stats.items()},
-                "stages": {k: [s.to_json() for s in v] for k, v in self.stages.items()}}
+                "stages": {k: [s.to_json() for s in v] for k, v in self.stages.items()},
+                "stability": {k: v.to_json() for k, v in self.stability.items()}}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TimingResult:
-        """Inverse of to_json."""
+        """Inverse of to_json (an older agent sends no stability)."""
         return cls({k: LatencyStats.from_json(v) for k, v in d["stats"].items()},
-                   {k: [LatencyStats.from_json(s) for s in v] for k, v in d.get("stages", {}).items()})
+                   {k: [LatencyStats.from_json(s) for s in v] for k, v in d.get("stages", {}).items()},
+                   {k: Stability.from_json(v) for k, v in d.get("stability", {}).items()})
 
 
 class Bench:
@@ -77,7 +81,8 @@ class Bench:
                 runner, x = self.models[name]
                 calls[name] = _bound(runner, x)
         stats = measure_interleaved(calls, config)
-        return TimingResult(stats, {n: c.stats(config.warmup) for n, c in chain_calls.items()})
+        return TimingResult(stats, {n: c.stats(config.warmup) for n, c in chain_calls.items()},
+                            {n: stability(s.samples) for n, s in stats.items()})
 
     @staticmethod
     def _first(runner: Runner) -> Any:

@@ -198,7 +198,7 @@ class Agent:
                 raise HttpError(400, "timed must be a list of loaded model names")
             try:
                 timing = TimingConfig(int(config.get("warmup", 5)), int(config.get("repeats", 30)),
-                                      float(config.get("min_round_s", 0.0))).check()
+                                      float(config.get("min_round_s", 0.0)), int(config.get("settle", 1))).check()
             except (TypeError, ValueError) as exc:
                 raise HttpError(400, f"bad timing config: {exc}") from exc
             return worker.time(timed, timing, chains).to_json(), "application/json"

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import traceback
+from dataclasses import asdict
 from typing import IO, Any
 
 import numpy as np
@@ -156,9 +157,7 @@ class WorkerProcess:
     def time(self, timed: list[str], config: TimingConfig, chains: dict[str, list[str]] | None = None
              ) -> TimingResult:
         """Time loaded models and chains, interleaved, in the worker."""
-        reply = self.call({"op": "time", "timed": timed, "chains": chains or {},
-                           "config": {"warmup": config.warmup, "repeats": config.repeats,
-                                      "min_round_s": config.min_round_s}})
+        reply = self.call({"op": "time", "timed": timed, "chains": chains or {}, "config": asdict(config)})
         return TimingResult.from_json(reply["result"])
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ class HarnessConfig:
     repeats: int = 30  # timed rounds
     threads: int | None = None  # None: all cores
     min_round_s: float = 0.0  # keep repeating a round's call until this much time has passed (tiny models)
+    timing_tolerance_pct: float = 10.0  # a session whose reference network moved more than this is repeated
 
     def resolved_threads(self) -> int:
         """The thread count to use."""
@@ -38,6 +39,9 @@ class HarnessConfig:
         for name in ("batch", "repeats"):
             if getattr(self, name) <= 0:
                 raise NetcutError(f"{name} must be ≥ 1, got {getattr(self, name)}", f"pass --{name} 1 or more")
+        if not 0 < self.timing_tolerance_pct < 100:
+            raise NetcutError(f"timing tolerance must be between 0 and 100 %, got {self.timing_tolerance_pct}",
+                              "pass e.g. --timing-tolerance 10")
         if self.warmup < 0:
             raise NetcutError(f"warmup must be ≥ 0, got {self.warmup}", "pass --warmup 0 or more")
         return self

@@ -12,17 +12,21 @@ from netcut.latency.estimators import EstimatorRun, accuracy_metrics, run_estima
 from netcut.latency.estimators.measured import measure_trns
 from netcut.latency.harness import environment
 from netcut.latency.settings import ProfileSettings
+from netcut.latency.steadiness import TimingLog
 from netcut.latency.table import CutLatency, LatencyTable
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.types import Percentiles
 
 
-def open_session(pool: WorkerPool, settings: ProfileSettings, images: np.ndarray | None = None) -> RuntimeSession:
-    """The settings' backend in its worker (started on first use), at the settings' precision."""
+def open_session(pool: WorkerPool, settings: ProfileSettings, images: np.ndarray | None = None,
+                 reporter: Reporter | None = None) -> RuntimeSession:
+    """The settings' backend in its worker (started on first use), at the settings' precision; unsteady timing
+    sessions are reported to `reporter`."""
     backend = get_backend(settings.backend)
     worker = pool.get(backend.runtime, settings.harness.resolved_threads(), backend.name)
-    return RuntimeSession(backend, worker, settings.precision, images)
+    target = pool.device.name if pool.device is not None else "local"
+    return RuntimeSession(backend, worker, settings.precision, images, TimingLog(reporter=reporter), target)
 
 
 def profile(traced: TracedNetwork, settings: ProfileSettings = ProfileSettings(), measure_all: bool = False,
@@ -35,9 +39,11 @@ def profile(traced: TracedNetwork, settings: ProfileSettings = ProfileSettings()
     """
     settings.validate()
     if pool is not None:
-        return _profile(traced, settings, measure_all, reporter, compare, open_session(pool, settings))
+        return _profile(traced, settings, measure_all, reporter, compare, open_session(pool, settings,
+                                                                                     reporter=reporter))
     with WorkerPool() as workers:
-        return _profile(traced, settings, measure_all, reporter, compare, open_session(workers, settings))
+        return _profile(traced, settings, measure_all, reporter, compare, open_session(workers, settings,
+                                                                                     reporter=reporter))
 
 
 def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool, reporter: Reporter,
@@ -71,6 +77,7 @@ def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool
     cost["total"] = time.perf_counter() - started
     extra = {**session.versions(), "batch": settings.harness.batch, "repeats": settings.harness.repeats,
              "warmup": settings.harness.warmup}
+    extra["timing"] = session.log.summary()
     if session.precision != "fp32" and session.images is None:
         extra["int8_calibration"] = "synthetic images (latency alone)"
     env = environment(session.name, threads, extra, session.worker.machine)

@@ -12,7 +12,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -145,8 +145,7 @@ class RemoteWorker:
     def time(self, timed: list[str], config: TimingConfig, chains: dict[str, list[str]] | None = None
              ) -> TimingResult:
         """Time loaded models and chains, interleaved, on the device."""
-        request = {"timed": timed, "chains": chains or {}, "config": {
-            "warmup": config.warmup, "repeats": config.repeats, "min_round_s": config.min_round_s}}
+        request = {"timed": timed, "chains": chains or {}, "config": asdict(config)}
         return TimingResult.from_json(json.loads(self._post("time", json.dumps(request).encode())))
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ class Worker(Protocol):
     """One runtime at a fixed thread count, here (a worker process) or on a device (an agent's session)."""
 
     label: str
+    threads: int
     versions: dict[str, str]
     machine: dict[str, Any]
 

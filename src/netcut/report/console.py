@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from netcut.latency.steadiness import timing_text
 from netcut.latency.table import LatencyTable
 from netcut.search.decide import relative_gain
 from netcut.search.pareto import frontiers
@@ -79,16 +80,23 @@ def print_profile(out: Console, table: LatencyTable, measured: bool, analytical_
     if measured and not analytical_fitted:
         out.print("analytical: no fitted model for this device yet (run `netcut calibrate` to compare it too)")
     out.print(f"cost: {', '.join(f'{k} {v:.1f}s' for k, v in table.cost_s.items())}")
+    timing = timing_text(table.environment.get("timing", {}))
+    if timing:
+        out.print(timing)
 
 
 def print_calibration(out: Console, fit: dict[str, Any], backend: str, env: dict[str, Any], path: str) -> None:
-    """Where the analytical model went and how well it fits."""
-    out.print(f"analytical model for {backend} on {env['cpu']} ({env['threads']} threads) saved to {path}")
-    out.print(f"  in-sample: MAPE {fit['in_sample']['mape_pct']:.1f}%, "
-              f"{fit['in_sample']['within10_pct']:.0f}% within ±10%")
-    if "overall" in fit["leave_one_network_out"]:
-        o = fit["leave_one_network_out"]["overall"]
-        out.print(f"  leave-one-network-out: MAPE {o['mape_pct']:.1f}%, {o['within10_pct']:.0f}% within ±10%")
+    """Where the calibration went, what it measured and how well its regressors predicted new kernels."""
+    out.print(f"analytical model for {backend} on {env['cpu']} ({env['threads']} threads) saved to {path}: "
+              f"{sum(fit['kernels'].values())} kernels timed in {fit['minutes']:.1f} min, call overhead "
+              f"{fit['overhead_ms'] * 1e3:.0f} µs")
+    view = Table(title="kernels per kind; the last adaptive round's kernels as predicted before they were added")
+    for column in ("kind", "kernels", "MAPE", "within ±10%"):
+        view.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, count in fit["kernels"].items():
+        q = fit["last_round_before_refit"].get(kind, {})
+        view.add_row(kind, str(count), f"{q['mape_pct']:.0f}%" if q else "–", f"{q['within10_pct']:.0f}%" if q else "–")
+    out.print(view)
 
 
 def print_result(out: Console, result: ExploreResult) -> None:
@@ -131,3 +139,6 @@ def print_result(out: Console, result: ExploreResult) -> None:
             front.add_row(cand.model + (" (off-the-shelf)" if cand.is_full else ""), cand.cut.name,
                           f"{cand.estimate.p50:.2f} ms", f"{cand.size_bytes / 1e6:.2f} MB", f"{record.test_score:.4f}")
         out.print(front)
+    timing = timing_text(result.environment.get("timing", {}))
+    if timing:
+        out.print(timing)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+from netcut.latency.steadiness import timing_text
 from netcut.search.decide import best_probe, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.search.results import Choice, Decision, ExploreResult, TrainingRecord
@@ -49,7 +50,9 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
               f"- exploration: {result.exploration_s:.1f} s; retrained {result.trained} of {total} candidates "
               f"(exhaustive would retrain all {total})",
               f"- machine: {result.environment['cpu']}, {result.environment['threads']} threads, torch "
-              f"{result.environment['torch']}", ""]
+              f"{result.environment['torch']}"]
+    timing = timing_text(result.environment.get("timing", {}))
+    lines += ([f"- {timing}"] if timing else []) + [""]
     if plot_name:
         lines += [f"![accuracy against latency]({plot_name})", ""]
     lines += ["## Chosen network per deadline", "",

@@ -54,6 +54,7 @@ class ExploreConfig:
     seed: int = 0
     run_dir: str = "runs/latest"
     threads: int | None = None
+    timing_tolerance_pct: float = 10.0  # a timing session whose reference moved more than this is repeated
     devices: tuple[str, ...] = ()  # netcut-agent URLs: latency is measured on each (tokens are never stored)
     device_token_file: str | None = None
     weights: str | None = None
@@ -120,7 +121,8 @@ class ExploreConfig:
 
     def harness(self) -> HarnessConfig:
         """How latencies are timed."""
-        return HarnessConfig(self.batch, self.warmup, self.repeats, self.threads)
+        return HarnessConfig(self.batch, self.warmup, self.repeats, self.threads,
+                             timing_tolerance_pct=self.timing_tolerance_pct)
 
     def profile_settings(self, num_classes: int, backend: str, precision: str) -> ProfileSettings:
         """How each backbone is profiled on one backend at one precision."""

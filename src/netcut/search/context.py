@@ -14,6 +14,7 @@ from netcut.graph import TracedNetwork, find_cuts, trace
 from netcut.latency.backends import MIN_CALIBRATION, RuntimeSession, get_backend
 from netcut.latency.harness import device_key, environment, machine
 from netcut.latency.remote import device_machine
+from netcut.latency.steadiness import TimingLog
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.search.config import ExploreConfig
@@ -132,6 +133,7 @@ class RunContext:
     executor: Executor = field(default_factory=LocalExecutor)
     threads: int = 1
     targets: list[Target] = field(default_factory=list)
+    timing: TimingLog = field(default_factory=TimingLog)
     _calibration: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -144,7 +146,8 @@ class RunContext:
             calibration_images(dataset, next(iter(networks.values())), config.calibration_images)
         targets = [Target.create(p, config) for p in device_pools] or [Target.create(pool, config)]
         return cls(config, store, dataset, networks, run_id, pool, reporter, executor or LocalExecutor(),
-                   config.harness().resolved_threads(), targets)
+                   config.harness().resolved_threads(), targets,
+                   TimingLog(reporter=reporter))
 
     def environment(self, backend: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The environment of the run's latencies: the target's, and every device's when there are several."""
@@ -167,4 +170,5 @@ class RunContext:
         images = self.calibration(network) if precision != "fp32" else None
         engine = get_backend(backend)
         pool, threads = (self.pool, self.threads) if target is None else (target.pool, target.threads)
-        return RuntimeSession(engine, pool.get(engine.runtime, threads, engine.name), precision, images)
+        return RuntimeSession(engine, pool.get(engine.runtime, threads, engine.name), precision, images, self.timing,
+                              "local" if target is None else target.name)

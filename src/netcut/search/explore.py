@@ -86,7 +86,8 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
                          dataset_info(ctx.dataset),
                          {n.name: n.info(config.granularity) for n in ctx.networks.values()}, ctx.run_id,
                          time.perf_counter() - started,
-                         ctx.environment(",".join(config.backends), {"runtimes": runtimes}), __version__,
+                         ctx.environment(",".join(config.backends),
+                                         {"runtimes": runtimes, "timing": ctx.timing.summary()}), __version__,
                          clock.seconds)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from netcut.errors import NetcutError
+from netcut.latency.steadiness import REFERENCE, SessionTiming, TimingLog, load_reference, time_steadily
 
 if TYPE_CHECKING:
     import torch
@@ -122,11 +123,14 @@ class RuntimeSession:
     """A backend's worker with the models converted for it at one precision: add, time, run."""
 
     def __init__(self, backend: Backend, worker: Worker, precision: str = "fp32",
-                 images: np.ndarray | None = None) -> None:
+                 images: np.ndarray | None = None, log: TimingLog | None = None, target: str = "local") -> None:
         check_precision(backend, precision)
         self.backend, self.worker, self.precision = backend, worker, precision
         self.images = images  # int8 calibration images (N, 3, H, W), normalised; None: synthetic, latency alone
         self.names: list[str] = []
+        self.log = log if log is not None else TimingLog()
+        self.target = target
+        self.last_timing: SessionTiming | None = None
 
     @property
     def name(self) -> str:
@@ -151,8 +155,15 @@ class RuntimeSession:
 
     def time(self, timed: list[str], harness: HarnessConfig, chains: dict[str, list[str]] | None = None
              ) -> TimingResult:
-        """Time loaded models (and chains of them) interleaved, in the worker."""
-        return self.worker.time(timed, harness.timing(), chains)
+        """Time loaded models (and chains of them) interleaved in the worker, with the reference network: a session
+        during which the machine's speed moved is repeated (see netcut.latency.steadiness)."""
+        if REFERENCE not in self.names:
+            load_reference(self.backend, self.worker)
+            self.names.append(REFERENCE)
+        result, self.last_timing = time_steadily(self.worker, timed, harness.timing(), chains, self.log,
+                                                 (self.target, self.name, self.worker.threads),
+                                                 harness.timing_tolerance_pct)
+        return result
 
     def run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
         """Run a loaded model on a batch."""

@@ -1,239 +1,312 @@
-"""The analytical estimator: a per-device model of a TRN's latency from its structure alone; nothing is executed.
+"""The analytical estimator at kernel level: a TRN's latency as the sum of its kernels' predicted latencies plus
+the runtime's per-call overhead; nothing of the estimated network is executed.
 
-Its parts live together: the features of a TRN, the fit, the fitted model and its storage, and the calibration
-that measures networks on this device to fit it.
+`netcut calibrate` samples kernel configurations of every kind (fused convolutions, depthwise, pointwise, grouped,
+elementwise, pools, concatenations, linear), times each alone in the runtime (converted as a one-kernel model),
+then samples more where its regressors disagree most (adaptive sampling, nn-Meter's idea). One random forest per
+kind predicts a kernel's latency from its shapes. The calibration is stored as the measured samples, not as
+pickled models: the forests are refitted (deterministically, in about a second) when it is loaded. It belongs to
+one device × runtime (and version) × precision × threads and is refused elsewhere.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from netcut.errors import NetcutError
 from netcut.fsutil import read_json, write_json
-from netcut.graph import NodeInfo, TracedNetwork, ancestors, find_cuts
+from netcut.graph import TracedNetwork
 from netcut.latency.backends import RuntimeSession
 from netcut.latency.estimators import EstimatorRun, accuracy_metrics
-from netcut.latency.estimators.measured import measure_trns
-from netcut.latency.harness import device_key, environment
+from netcut.latency.harness import HarnessConfig, device_key, environment
+from netcut.latency.kernels import KINDS, Kernel, kernel_module, trn_kernels
 from netcut.latency.settings import ProfileSettings
+from netcut.latency.steadiness import cache_dir
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
-# Networks whose TRNs calibrate the analytical model by default: several families, small enough for a CPU.
-DEFAULT_CALIBRATION = ("torchvision:mobilenet_v2", "torchvision:resnet18", "torchvision:squeezenet1_1",
-                       "torchvision:shufflenet_v2_x1_0", "torchvision:mnasnet1_0", "torchvision:regnet_x_400mf")
-
-CATEGORIES = ("conv_kxk", "conv_1x1", "conv_grouped", "linear", "norm_act", "pool", "other")
-# Normalisations and activations: runtimes often fuse them into the preceding convolution.
-_NORM_ACT_OPS = {"BatchNorm2d", "BatchNormAct2d", "ReLU", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid", "GELU",
-                 "Sigmoid", "Tanh", "LeakyReLU", "relu", "relu6", "silu", "hardswish", "hardsigmoid", "gelu",
-                 "sigmoid", "batch_norm", "LayerNorm", "LayerNorm2d", "layer_norm", "FrozenBatchNorm2d"}
-_POOL_OPS = {"MaxPool2d", "AvgPool2d", "max_pool2d", "avg_pool2d", "AdaptiveAvgPool2d", "adaptive_avg_pool2d",
-             "mean", "MaxPool2dSame", "AvgPool2dSame"}
-_CONV_OPS = {"Conv2d", "Conv2dSame", "conv2d", "StdConv2d", "StdConv2dSame", "ScaledStdConv2d", "Conv1d"}
-_FREE_KINDS = {"placeholder", "output", "get_attr"}
-_FREE_OPS = {"flatten", "view", "reshape", "permute", "contiguous", "getitem", "size", "Identity", "Dropout",
-             "transpose", "chunk", "split", "getattr"}
+VERSION = 5
+# First samples per kind, then adaptive rounds; convolutions vary most, so they get more.
+INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear": 16, "eltwise": 32, "unary": 16,
+                   "pool": 16, "gpool": 24, "concat": 16}
+ADAPTIVE_ROUNDS = 2
+BATCH = 24  # kernels timed together in one session
+FLOOR_MS = 1e-4
 
 
-def _category(info: NodeInfo) -> int | None:
-    if info.kind in _FREE_KINDS or info.op in _FREE_OPS:
-        return None
-    if info.op in _CONV_OPS:
-        if info.groups > 1:
-            return CATEGORIES.index("conv_grouped")
-        return CATEGORIES.index("conv_1x1" if info.kernel <= 1 else "conv_kxk")
-    if info.op in ("Linear", "linear"):
-        return CATEGORIES.index("linear")
-    if info.op in _NORM_ACT_OPS:
-        return CATEGORIES.index("norm_act")
-    if info.op in _POOL_OPS:
-        return CATEGORIES.index("pool")
-    return CATEGORIES.index("other")
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
-def trn_nodes(traced: TracedNetwork, cut: CutPoint, num_classes: int = 10) -> np.ndarray:
-    """The TRN's compute nodes as rows (category, MMACs, MB moved), the new head's pool and linear included."""
-    rows = []
-    for node in ancestors(traced.node(cut.name)):
-        info = traced.info[traced.names[node]]
-        category = _category(info)
-        if category is not None:
-            rows.append((category, info.macs / 1e6, (info.in_bytes + info.out_bytes + 4 * info.params) / 1e6))
-    c, h, w = cut.shape
-    rows.append((CATEGORIES.index("pool"), 0.0, 4.0 * (c * h * w + c) / 1e6))  # global pool
-    rows.append((CATEGORIES.index("linear"), c * num_classes / 1e6, 4.0 * (c + c * num_classes) / 1e6))
-    return np.array(rows, dtype=float)
+def _channels(rng: np.random.Generator, low: int = 8, high: int = 1280) -> int:
+    c = _log_uniform(rng, low, high)
+    return int(max(low, round(c / 8) * 8)) if c > 16 else int(round(c))
 
 
-FEATURES = tuple(f"{kind}:{c}" for kind in ("mmacs", "mb", "ops") for c in CATEGORIES) + ("call",)
+def sample_kernel(kind: str, rng: np.random.Generator) -> Kernel:
+    """A random kernel of a kind, in the ranges image CNNs use at 64–224 px inputs."""
+    h = int(round(_log_uniform(rng, 4, 112)))
+    act = str(rng.choice(["none", "relu", "relu6", "silu", "hardswish"], p=[0.3, 0.3, 0.2, 0.1, 0.1]))
+    stride = int(rng.choice([1, 2], p=[0.75, 0.25]))
+    out = max(1, -(-h // stride))
+    if kind == "conv":
+        cin = 3 if rng.random() < 0.15 else _channels(rng, 8, 512)
+        k = int(rng.choice([3, 5, 7], p=[0.8, 0.1, 0.1]))
+        h = min(h, 112 if cin == 3 else 56)
+        out = max(1, -(-h // stride))
+        return Kernel(kind, cin, _channels(rng, 8, 512), h, h, out, out, k, stride, 1, act)
+    if kind == "pwconv":
+        if rng.random() < 0.15:  # squeeze-excitation and classifier-like 1x1 convolutions
+            return Kernel(kind, _channels(rng, 8, 1280), _channels(rng, 8, 1280), 1, 1, 1, 1, 1, 1, 1, act)
+        stride = 1 if rng.random() < 0.9 else 2
+        out = max(1, -(-h // stride))
+        return Kernel(kind, _channels(rng), _channels(rng), h, h, out, out, 1, stride, 1, act)
+    if kind == "dwconv":
+        c = _channels(rng, 8, 1152)
+        return Kernel(kind, c, c, h, h, out, out, int(rng.choice([3, 5], p=[0.7, 0.3])), stride, c, act)
+    if kind == "gconv":
+        groups = int(rng.choice([2, 4, 8, 16]))
+        per = int(rng.choice([8, 16, 24, 32, 48, 64]))
+        return Kernel(kind, groups * per, groups * per, h, h, out, out, 3, stride, groups, act)
+    if kind == "linear":
+        return Kernel(kind, _channels(rng, 16, 2560), _channels(rng, 2, 1000))
+    if kind == "eltwise":
+        c = _channels(rng, 8, 1280)
+        return Kernel(kind, c, c, h, h, h, h, act=str(rng.choice(["none", "relu"])), broadcast=bool(rng.random() < 0.3))
+    if kind == "unary":
+        c = _channels(rng, 8, 1280)
+        return Kernel(kind, c, c, h, h, h, h, act=str(rng.choice(["relu", "relu6", "silu", "hardswish", "sigmoid",
+                                                                   "other"])))
+    if kind == "pool":
+        c = _channels(rng, 16, 512)
+        h = max(h, 8)
+        return Kernel(kind, c, c, h, h, -(-h // 2), -(-h // 2), int(rng.choice([2, 3])), 2)
+    if kind == "gpool":
+        c = _channels(rng, 8, 1280)
+        return Kernel(kind, c, c, h, h, 1, 1)
+    if kind == "concat":
+        c = _channels(rng, 8, 512)
+        return Kernel(kind, c, 2 * c, h, h, h, h)
+    raise ValueError(f"unknown kernel kind {kind!r}")
 
 
-def trn_features(rows: np.ndarray) -> np.ndarray:
-    """Per-category totals of a TRN's node table: MMACs, MB moved and op count, plus one call."""
-    k = len(CATEGORIES)
-    f = np.zeros(3 * k + 1)
-    f[-1] = 1.0
-    cat = rows[:, 0].astype(int)
-    np.add.at(f, cat, rows[:, 1])
-    np.add.at(f, k + cat, rows[:, 2])
-    np.add.at(f, 2 * k + cat, 1.0)
-    return f
+def _forest(seed: int = 0) -> Any:
+    from sklearn.ensemble import RandomForestRegressor
 
-
-def fit_coefficients(trns: list[np.ndarray], measured: np.ndarray) -> list[float]:
-    """ms per unit of each feature: non-negative least squares on relative error (convex, deterministic)."""
-    from scipy.optimize import nnls
-
-    x = np.array([trn_features(r) for r in trns])
-    scale = np.maximum(x.max(axis=0), 1e-12)
-    coefficients = nnls((x / scale) / measured[:, None], np.ones_like(measured), maxiter=50 * x.shape[1])[0]
-    return (coefficients / scale).tolist()
+    return RandomForestRegressor(n_estimators=120, min_samples_leaf=2, max_features=0.8, random_state=seed)
 
 
 @dataclass
-class AnalyticalModel:
-    """latency ≈ Σ over op categories of (ms/MMAC·MMACs + ms/MB·MB moved + ms/op·ops) + per-call overhead.
+class KernelModel:
+    """Per-kind regressors fitted on kernels measured on one device, and that device's per-call overhead."""
 
-    Fitted per device/backend from measured calibration networks. Categories separate what runtimes treat
-    differently: dense, pointwise and depthwise convolutions, linear layers, fusable norms/activations, pools,
-    and the rest (adds, concats, pads, multiplies).
-    """
-
-    params: list[float]
+    samples: dict[str, list[tuple[Kernel, float]]]  # kind -> (kernel, measured ms minus the call overhead)
+    overhead_ms: float
     device_key: str
     backend: str
+    precision: str
     threads: int
-    environment: dict
-    fit: dict  # quality: MAPE, within ±10%, per calibration network and leave-one-network-out
+    environment: dict[str, Any]
+    fit: dict[str, Any] = field(default_factory=dict)  # quality per kind, held-out samples; cost
     tail_p90: float = 1.05
     tail_p99: float = 1.15
+    _forests: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def predict(self, trns: list[np.ndarray]) -> np.ndarray:
-        """Predicted p50 in ms for TRNs given as node tables (see trn_nodes)."""
-        return np.array([trn_features(r) for r in trns]) @ np.array(self.params)
+    def refit(self) -> KernelModel:
+        """Fit every kind's forest on its samples (log latency from kernel features)."""
+        self._forests = {}
+        for kind, rows in self.samples.items():
+            if len(rows) >= 4:
+                forest = _forest()
+                forest.fit(np.array([k.features() for k, _ in rows]),
+                           np.log([max(ms, FLOOR_MS) for _, ms in rows]))
+                self._forests[kind] = forest
+        return self
 
-    def to_dict(self) -> dict:
-        """JSON form."""
-        return {"kind": "netcut-analytical-model", "version": 4, "categories": list(CATEGORIES),
-                "params": self.params, "device_key": self.device_key, "backend": self.backend,
-                "threads": self.threads, "environment": self.environment, "fit": self.fit,
-                "tail_p90": self.tail_p90, "tail_p99": self.tail_p99}
+    def predict_kernels(self, kernels: list[Kernel]) -> np.ndarray:
+        """Each kernel's predicted latency (ms, call overhead excluded)."""
+        out = np.zeros(len(kernels))
+        by_kind: dict[str, list[int]] = {}
+        for i, k in enumerate(kernels):
+            by_kind.setdefault(k.kind if k.kind in self._forests else "unary", []).append(i)
+        for kind, index in by_kind.items():
+            forest = self._forests.get(kind)
+            if forest is None:
+                raise NetcutError(f"the analytical model has no {kind} kernels", "recalibrate: `netcut calibrate`")
+            out[index] = np.exp(forest.predict(np.array([kernels[i].features() for i in index])))
+        return out
+
+    def spread(self, kernels: list[Kernel]) -> np.ndarray:
+        """How much the trees of each kernel's forest disagree (std of their log predictions): where to sample."""
+        forest = self._forests[kernels[0].kind]
+        x = np.array([k.features() for k in kernels])
+        return np.std([tree.predict(x) for tree in forest.estimators_], axis=0)
+
+    def predict(self, kernel_lists: list[list[Kernel]]) -> np.ndarray:
+        """Predicted p50 (ms) of networks given as kernel lists: call overhead plus the sum of their kernels."""
+        return np.array([self.overhead_ms + float(self.predict_kernels(ks).sum()) for ks in kernel_lists])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the measured samples (the forests are refitted on load)."""
+        return {"kind": "netcut-analytical-model", "version": VERSION, "kinds": list(KINDS),
+                "samples": {k: [[kernel.to_json(), ms] for kernel, ms in rows] for k, rows in self.samples.items()},
+                "overhead_ms": self.overhead_ms, "device_key": self.device_key, "backend": self.backend,
+                "precision": self.precision, "threads": self.threads, "environment": self.environment,
+                "fit": self.fit, "tail_p90": self.tail_p90, "tail_p99": self.tail_p99}
 
     @classmethod
-    def from_dict(cls, d: dict) -> AnalyticalModel:
+    def from_dict(cls, d: dict[str, Any]) -> KernelModel:
         """Inverse of to_dict."""
-        if d.get("version") != 4 or d.get("categories") != list(CATEGORIES):
-            raise ValueError("analytical model from another netcut version")
-        return cls(d["params"], d["device_key"], d["backend"], d["threads"], d["environment"], d["fit"],
-                   d.get("tail_p90", 1.05), d.get("tail_p99", 1.15))
+        if d.get("version") != VERSION:
+            raise ValueError(f"made by another netcut version (format {d.get('version')}, this one reads {VERSION})")
+        samples = {k: [(Kernel(**kernel), float(ms)) for kernel, ms in rows] for k, rows in d["samples"].items()}
+        return cls(samples, float(d["overhead_ms"]), d["device_key"], d["backend"], d["precision"], int(d["threads"]),
+                   d["environment"], d.get("fit", {}), float(d.get("tail_p90", 1.05)),
+                   float(d.get("tail_p99", 1.15))).refit()
 
 
-def fit_analytical(samples: dict[str, tuple[list[np.ndarray], np.ndarray]], backend: str, threads: int, env: dict,
-                   device_key: str, tails: tuple[float, float] = (1.05, 1.15), cross_validate: bool = True,
-                   ) -> AnalyticalModel:
-    """Fit on {network: (TRN node tables, measured p50)}; report in-sample and leave-one-network-out quality."""
-    names = list(samples)
-    trns = [t for n in names for t in samples[n][0]]
-    y = np.concatenate([samples[n][1] for n in names])
-    model = AnalyticalModel(fit_coefficients(trns, y), device_key, backend, threads, env, {}, *tails)
-    fit: dict = {"in_sample": accuracy_metrics(model.predict(trns), y), "per_network": {},
-                 "leave_one_network_out": {}}
-    held_pred, held_true = [], []
-    for name in names:
-        fit["per_network"][name] = accuracy_metrics(model.predict(samples[name][0]), samples[name][1])
-        if cross_validate and len(names) > 1:
-            rest = [n for n in names if n != name]
-            params = fit_coefficients([t for n in rest for t in samples[n][0]],
-                                      np.concatenate([samples[n][1] for n in rest]))
-            pred = np.array([trn_features(r) for r in samples[name][0]]) @ np.array(params)
-            fit["leave_one_network_out"][name] = accuracy_metrics(pred, samples[name][1])
-            held_pred.append(pred)
-            held_true.append(samples[name][1])
-    if held_pred:
-        fit["leave_one_network_out"]["overall"] = accuracy_metrics(np.concatenate(held_pred), np.concatenate(held_true))
-    model.fit = fit
+def _overhead_module() -> tuple[torch.nn.Module, torch.Tensor]:
+    """A call that does next to nothing, shaped like a kernel model: what every call costs before any kernel."""
+    return kernel_module(Kernel("unary", 1, 1, 1, 1, 1, 1, act="relu"))
+
+
+def measure_kernels(session: RuntimeSession, kernels: list[Kernel], harness: HarnessConfig,
+                    reporter: Reporter = QUIET) -> tuple[np.ndarray, float, list[tuple[float, float]]]:
+    """Time kernels, each alone as a one-kernel model, BATCH at a time beside the call-overhead model; returns their
+    latencies minus the overhead, the median overhead, and each kernel's (p90/p50, p99/p50)."""
+    out = np.zeros(len(kernels))
+    overheads, tails = [], []
+    with reporter.bar(f"timing {len(kernels)} kernels ({session.name}, {session.precision})", len(kernels)) as advance:
+        for start in range(0, len(kernels), BATCH):
+            batch = kernels[start:start + BATCH]
+            module, x = _overhead_module()
+            session.add("overhead", module, x, _calibration(x, session.precision))
+            for i, kernel in enumerate(batch):
+                module, x = kernel_module(kernel)
+                session.add(f"k{i}", module, x, _calibration(x, session.precision))
+            stats = session.time(["overhead"] + [f"k{i}" for i in range(len(batch))], harness).stats
+            session.clear()
+            overhead = stats["overhead"].p50
+            overheads.append(overhead)
+            for i in range(len(batch)):
+                s = stats[f"k{i}"]
+                out[start + i] = max(s.p50 - overhead, FLOOR_MS)
+                tails.append((s.p90 / s.p50, s.p99 / s.p50))
+                advance()
+    return out, float(np.median(overheads)), tails
+
+
+def _calibration(x: torch.Tensor, precision: str) -> list[np.ndarray] | None:
+    if precision == "fp32":
+        return None
+    generator = torch.Generator().manual_seed(2)
+    return [torch.randn(x.shape, generator=generator).numpy() for _ in range(8)]
+
+
+def calibrate(session: RuntimeSession, settings: ProfileSettings, reporter: Reporter = QUIET,
+              save_to: Path | None = None, scale: float = 1.0, seed: int = 0) -> KernelModel:
+    """Sample kernels of every kind, time them on this device, then sample more where the forests disagree most;
+    `scale` multiplies every count (e.g. 0.25 for a quick calibration)."""
+    started = time.perf_counter()
+    threads = settings.harness.resolved_threads()
+    env = environment(session.name, threads, session.versions(), session.worker.machine)
+    rng = np.random.default_rng(seed)
+    counts = {k: max(4, int(round(n * scale))) for k, n in INITIAL_SAMPLES.items()}
+    first = [sample_kernel(kind, rng) for kind, n in counts.items() for _ in range(n)]
+    reporter.note(f"calibrating the analytical model: {len(first)} kernels of {len(counts)} kinds, then "
+                  f"{ADAPTIVE_ROUNDS} adaptive rounds")
+    measured, overhead, tails = measure_kernels(session, first, settings.harness, reporter)
+    samples: dict[str, list[tuple[Kernel, float]]] = {k: [] for k in counts}
+    for kernel, ms in zip(first, measured):
+        samples[kernel.kind].append((kernel, float(ms)))
+    model = KernelModel(samples, overhead, device_key(env), session.name, session.precision, threads, env).refit()
+    held_out: dict[str, dict[str, float]] = {}
+    for _ in range(ADAPTIVE_ROUNDS):
+        chosen: list[Kernel] = []
+        for kind, n in counts.items():
+            pool = [sample_kernel(kind, rng) for _ in range(6 * max(2, n // 4))]
+            order = np.argsort(-model.spread(pool))
+            chosen += [pool[i] for i in order[:max(2, n // 4)]]
+        ms, _, more_tails = measure_kernels(session, chosen, settings.harness, reporter)
+        tails += more_tails
+        for kind in counts:
+            index = [i for i, k in enumerate(chosen) if k.kind == kind]
+            # how well the forests predicted these kernels before they joined them
+            held_out[kind] = accuracy_metrics(model.predict_kernels([chosen[i] for i in index]), ms[index])
+        for kernel, value in zip(chosen, ms):
+            model.samples[kernel.kind].append((kernel, float(value)))
+        model.refit()
+    tail = np.median(np.array(tails), axis=0)
+    model.tail_p90, model.tail_p99 = float(tail[0]), float(tail[1])
+    model.fit = {"kernels": {k: len(v) for k, v in model.samples.items()},
+                 "last_round_before_refit": held_out, "overhead_ms": overhead,
+                 "minutes": (time.perf_counter() - started) / 60}
+    if save_to is not None:
+        write_json(save_to, model.to_dict())
     return model
 
 
-def estimate_analytical(traced: TracedNetwork, cuts: list[CutPoint], model: AnalyticalModel,
+def estimate_analytical(traced: TracedNetwork, cuts: list[CutPoint], model: KernelModel,
                         num_classes: int = 10) -> EstimatorRun:
-    """Predict every TRN from its structure alone: nothing is executed."""
+    """Predict every TRN from its kernels: nothing is executed."""
     start = time.perf_counter()
-    p50 = np.maximum(model.predict([trn_nodes(traced, c, num_classes) for c in cuts]), 1e-3)
+    p50 = np.maximum(model.predict([trn_kernels(traced, c, num_classes) for c in cuts]), 1e-3)
     estimates = {c.name: Percentiles(float(v), float(v * model.tail_p90), float(v * model.tail_p99))
                  for c, v in zip(cuts, p50)}
     return EstimatorRun("analytical", estimates, time.perf_counter() - start, {"model_fit": model.fit})
 
 
 def model_path(backend: str, env: dict[str, Any], precision: str = "fp32") -> Path:
-    """Where the fitted analytical model of this device/backend/precision/threads is kept by default."""
-    base = Path(os.environ.get("NETCUT_CACHE", Path.home() / ".cache" / "netcut"))
-    return base / f"analytical-{backend}-{precision}-{device_key(env)}.json"
+    """Where the calibration of this device/backend/precision/threads is kept by default."""
+    return cache_dir() / f"analytical-{backend}-{precision}-{device_key(env)}.json"
 
 
-def calibrate(session: RuntimeSession, settings: ProfileSettings, input_size: int = 224,
-              networks: tuple[str, ...] = DEFAULT_CALIBRATION, reporter: Reporter = QUIET,
-              save_to: Path | None = None) -> AnalyticalModel:
-    """Measure the TRNs of a calibration set of networks on this device and fit the analytical model."""
-    from netcut.backbones import load_backbone
-    from netcut.graph import trace
-
-    threads = settings.harness.resolved_threads()
-    env = environment(session.name, threads, session.versions())
-    samples, tails = {}, []
-    for name in networks:
-        reporter.note(f"calibrating the analytical model: {name}")
-        traced = trace(load_backbone(name, "none"), input_size)
-        cuts = find_cuts(traced, settings.granularity)
-        run = measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter)
-        samples[name] = ([trn_nodes(traced, c, settings.num_classes) for c in cuts],
-                         np.array([run.estimates[c.name].p50 for c in cuts]))
-        tails += [(run.estimates[c.name].p90 / run.estimates[c.name].p50,
-                   run.estimates[c.name].p99 / run.estimates[c.name].p50) for c in cuts]
-    tail = np.median(np.array(tails), axis=0)
-    model = fit_analytical(samples, session.name, threads, env, device_key(env), (float(tail[0]), float(tail[1])))
-    if save_to is not None:
-        write_json(save_to, model.to_dict())
-    return model
-
-
-def load_model(path: Path) -> AnalyticalModel:
-    """Read a fitted analytical model."""
+def load_model(path: Path) -> KernelModel:
+    """Read a calibration (and refit its forests)."""
     data = read_json(path, "analytical model")
     if not isinstance(data, dict) or data.get("kind") != "netcut-analytical-model":
         raise NetcutError(f"{str(path)!r} is not a netcut analytical model", "refit with `netcut calibrate`")
     try:
-        return AnalyticalModel.from_dict(data)
+        return KernelModel.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise NetcutError(f"analytical model {str(path)!r} is unusable ({exc})", "refit with `netcut calibrate`") \
             from exc
 
 
-def model_for(session: RuntimeSession, settings: ProfileSettings, reporter: Reporter = QUIET) -> AnalyticalModel:
-    """The model named in the settings, else this device's default one (fitted on first use)."""
-    env = environment(session.name, settings.harness.resolved_threads(), session.versions())
+def check_belongs(model: KernelModel, path: Path, session: RuntimeSession, env: dict[str, Any]) -> None:
+    """Refuse a calibration made for another runtime, precision, or device/thread count."""
+    if model.backend != session.name or model.precision != session.precision:
+        raise NetcutError(f"analytical model {str(path)!r} was calibrated for {model.backend} {model.precision}, not "
+                          f"{session.name} {session.precision}",
+                          f"run `netcut calibrate --backend {session.name} --precision {session.precision}`")
+    if model.device_key != device_key(env):
+        raise NetcutError(f"analytical model {str(path)!r} was calibrated on another device or thread count "
+                          f"({model.environment.get('cpu')}, {model.threads} threads)",
+                          "calibrate on this device: `netcut calibrate`")
+
+
+def model_for(session: RuntimeSession, settings: ProfileSettings, reporter: Reporter = QUIET) -> KernelModel:
+    """The calibration named in the settings, else this device's default one (calibrated on first use)."""
+    env = environment(session.name, settings.harness.resolved_threads(), session.versions(), session.worker.machine)
     given = Path(settings.analytical_model) if settings.analytical_model else None
     path = given or model_path(session.name, env, session.precision)
     if path.is_file():
         model = load_model(path)
-        if model.backend != session.name:
-            raise NetcutError(f"analytical model {str(path)!r} was fitted for {model.backend}, not {session.name}",
-                              f"run `netcut calibrate --backend {session.name}`")
+        check_belongs(model, path, session, env)
         return model
     if given is not None:
         raise NetcutError(f"analytical model {str(path)!r} does not exist", "run `netcut calibrate --out PATH` first")
-    reporter.note(f"no analytical model for this device and backend yet: fitting one (saved to {path})")
-    return calibrate(session, settings, reporter=reporter, save_to=path)
+    reporter.note(f"no analytical model for this device and backend yet: calibrating one (saved to {path})")
+    return calibrate(session, settings, reporter, save_to=path)
 
 
 def estimate(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, settings: ProfileSettings,
              reporter: Reporter, ground_truth: bool = False) -> EstimatorRun:
-    """Registry entry: predictions of this device's fitted model (ground truth is not measured here)."""
+    """Registry entry: predictions of this device's calibration (ground truth is not measured here)."""
     return estimate_analytical(traced, cuts, model_for(session, settings, reporter), settings.num_classes)

@@ -1,0 +1,250 @@
+"""The kernels a TRN runs, read from its traced graph, and a module that runs one kernel alone (for calibration).
+
+Runtimes fuse a convolution with the batch norm and the activation that follow it (ONNX Runtime's FusedConv,
+XNNPACK, OpenVINO): one kernel. An elementwise add or multiply takes the activation after it. Global pooling, the
+linear layer, pools, concatenations and standalone activations are kernels of their own; reshapes are free.
+A kernel is described by the same numbers whether it was found in a network or sampled for calibration, so one
+regressor per kind, trained on sampled kernels timed on the device, predicts any network's kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+if TYPE_CHECKING:
+    from netcut.graph import TracedNetwork
+    from netcut.types import CutPoint
+
+KINDS = ("conv", "pwconv", "dwconv", "gconv", "linear", "eltwise", "unary", "pool", "gpool", "concat")
+ACTIVATIONS = ("none", "relu", "relu6", "silu", "hardswish", "sigmoid", "hardsigmoid", "gelu", "tanh", "other")
+
+_CONV = {"Conv2d", "Conv2dSame", "conv2d", "StdConv2d", "StdConv2dSame", "ScaledStdConv2d"}
+_NORM = {"BatchNorm2d", "batch_norm", "FrozenBatchNorm2d", "BatchNormAct2d"}
+_ACT = {"ReLU": "relu", "relu": "relu", "relu_": "relu", "ReLU6": "relu6", "relu6": "relu6", "hardtanh": "relu6",
+        "Hardtanh": "relu6", "SiLU": "silu", "silu": "silu", "Swish": "silu", "Hardswish": "hardswish",
+        "hardswish": "hardswish", "Sigmoid": "sigmoid", "sigmoid": "sigmoid", "Hardsigmoid": "hardsigmoid",
+        "hardsigmoid": "hardsigmoid", "GELU": "gelu", "gelu": "gelu", "Tanh": "tanh", "tanh": "tanh",
+        "LeakyReLU": "other", "leaky_relu": "other", "ELU": "other", "Mish": "other", "PReLU": "other"}
+_BINARY = {"add", "iadd", "mul", "imul", "sub", "truediv", "div"}
+_POOL = {"MaxPool2d", "AvgPool2d", "max_pool2d", "avg_pool2d", "MaxPool2dSame", "AvgPool2dSame"}
+_GLOBAL_POOL = {"AdaptiveAvgPool2d", "adaptive_avg_pool2d", "mean", "SelectAdaptivePool2d"}
+_CONCAT = {"cat", "concat"}
+_FREE = {"flatten", "view", "reshape", "contiguous", "getitem", "size", "Identity", "Dropout", "getattr", "Flatten",
+         "chunk", "split", "squeeze", "unsqueeze", "dropout"}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel: what a runtime launches for a fused group of graph nodes, described by its shapes."""
+
+    kind: str
+    cin: int = 1
+    cout: int = 1
+    hin: int = 1
+    win: int = 1
+    hout: int = 1
+    wout: int = 1
+    k: int = 1  # kernel side (convolutions, pools)
+    stride: int = 1
+    groups: int = 1
+    act: str = "none"
+    broadcast: bool = False  # eltwise: the second operand is per channel (squeeze-excitation)
+
+    def macs(self) -> int:
+        """Multiply-accumulates of the kernel."""
+        if self.kind in ("conv", "pwconv", "dwconv", "gconv"):
+            return self.cout * self.hout * self.wout * (self.cin // max(self.groups, 1)) * self.k * self.k
+        if self.kind == "linear":
+            return self.cin * self.cout
+        return 0
+
+    def features(self) -> list[float]:
+        """What a regressor sees: log sizes, the kernel's geometry, its work and bytes, the fused activation."""
+        elements_in = self.cin * self.hin * self.win
+        elements_out = self.cout * self.hout * self.wout
+        weights = self.macs() // max(self.hout * self.wout, 1) if self.kind != "linear" else self.macs()
+        return [math.log2(self.cin), math.log2(self.cout), math.log2(self.hin), math.log2(self.hout), float(self.k),
+                float(self.stride), math.log2(max(self.groups, 1)), math.log2(self.macs() + 1),
+                math.log2(elements_in), math.log2(elements_out), math.log2(weights + 1),
+                float(ACTIVATIONS.index(self.act)), float(self.broadcast)]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def _act_of(op: str) -> str | None:
+    return _ACT.get(op)
+
+
+def _norm_act(traced: TracedNetwork, node: fx.Node) -> str:
+    """The activation inside a norm module (timm's BatchNormAct2d), or none."""
+    if node.op != "call_module":
+        return "none"
+    inner = getattr(traced.graph_module.get_submodule(str(node.target)), "act", None)
+    return _act_of(type(inner).__name__) or "none" if inner is not None else "none"
+
+
+def _only_user(node: fx.Node, members: set[fx.Node]) -> fx.Node | None:
+    users = [u for u in node.users if u in members]
+    return users[0] if len(users) == 1 and len(node.users) == 1 else None
+
+
+def _shape(traced: TracedNetwork, node: fx.Node) -> tuple[int, ...]:
+    shape = traced.info[traced.names[node]].shape
+    return tuple(shape) if shape else (1,)
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) >= 3:
+        return shape[0], shape[1], shape[2]
+    return (shape[0] if shape else 1), 1, 1
+
+
+def detect_kernels(traced: TracedNetwork, members: set[fx.Node]) -> list[Kernel]:
+    """The kernels that run the given graph nodes (a TRN's: the ancestors of its cut), in graph order."""
+    kernels: list[Kernel] = []
+    absorbed: set[fx.Node] = set()
+    for node in traced.nodes:
+        if node not in members or node in absorbed or node.op in ("placeholder", "output", "get_attr"):
+            continue
+        info = traced.info[traced.names[node]]
+        op = info.op
+        if op in _FREE or info.shape is None:
+            continue
+        tensor_inputs = [a for a in node.all_input_nodes if traced.info[traced.names[a]].shape is not None]
+        source = tensor_inputs[0] if tensor_inputs else None
+        cin, hin, win = _chw(_shape(traced, source)) if source is not None else _chw(info.shape)
+        cout, hout, wout = _chw(info.shape)
+        if op in _CONV:
+            last, act = node, "none"
+            nxt = _only_user(last, members)
+            if nxt is not None and traced.info[traced.names[nxt]].op in _NORM:
+                absorbed.add(nxt)
+                last = nxt
+                act = _norm_act(traced, nxt)  # timm's BatchNormAct2d carries the activation inside
+            nxt = _only_user(last, members)
+            if nxt is not None and _act_of(traced.info[traced.names[nxt]].op):
+                absorbed.add(nxt)
+                act = _act_of(traced.info[traced.names[nxt]].op) or "none"
+            k = max(1, round(math.sqrt(max(info.kernel, 1))))
+            groups = max(info.groups, 1)
+            kind = ("dwconv" if groups == cin and groups > 1 else "gconv" if groups > 1 else
+                    "pwconv" if k == 1 else "conv")
+            kernels.append(Kernel(kind, cin, cout, hin, win, hout, wout, k, max(1, round(hin / max(hout, 1))),
+                                  groups, act))
+        elif op in ("Linear", "linear"):
+            kernels.append(Kernel("linear", int(np.prod(_shape(traced, source))) if source is not None else cout,
+                                  cout))
+        elif op in _BINARY and len(tensor_inputs) == 2:
+            act = "none"
+            nxt = _only_user(node, members)
+            if nxt is not None and _act_of(traced.info[traced.names[nxt]].op):
+                absorbed.add(nxt)
+                act = _act_of(traced.info[traced.names[nxt]].op) or "none"
+            small = min(int(np.prod(_shape(traced, a))) for a in tensor_inputs)
+            kernels.append(Kernel("eltwise", cout, cout, hout, wout, hout, wout, act=act,
+                                  broadcast=small < int(np.prod(info.shape))))
+        elif op in _GLOBAL_POOL or (op in _POOL and hout == 1 and wout == 1 and hin > 1):
+            kernels.append(Kernel("gpool", cin, cin, hin, win, 1, 1))
+        elif op in _POOL:
+            k = max(1, round(math.sqrt(max(info.kernel, 1)))) if info.kernel else 3
+            kernels.append(Kernel("pool", cin, cout, hin, win, hout, wout, k, max(1, round(hin / max(hout, 1)))))
+        elif op in _CONCAT:
+            kernels.append(Kernel("concat", max(cout // 2, 1), cout, hout, wout, hout, wout))
+        elif op in _NORM or _act_of(op) or op in _BINARY or tensor_inputs:
+            kernels.append(Kernel("unary", cout, cout, hout, wout, hout, wout, act=_act_of(op) or "other"))
+    return kernels
+
+
+def trn_kernels(traced: TracedNetwork, cut: CutPoint, num_classes: int = 10) -> list[Kernel]:
+    """A TRN's kernels: the trunk up to the cut, then the new head's global pooling and linear layer."""
+    from netcut.graph import ancestors
+
+    kernels = detect_kernels(traced, ancestors(traced.node(cut.name)))
+    c, h, w = cut.shape
+    return kernels + [Kernel("gpool", c, c, h, w, 1, 1), Kernel("linear", c, num_classes)]
+
+
+def kernel_module(kernel: Kernel) -> tuple[nn.Module, torch.Tensor]:
+    """A module that runs just this kernel, and its input (calibration times these on the device). It returns one
+    element of the kernel's output: copying a whole activation out of the runtime on every call is work a kernel
+    inside a network never does (measured: it made isolated kernels up to 2x slower than in a network)."""
+    return _OneElement(_kernel_body(kernel)).eval(), _kernel_input(kernel)
+
+
+def _kernel_input(kernel: Kernel) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    if kernel.kind == "linear":
+        return torch.randn(1, kernel.cin, generator=generator)
+    return torch.randn(1, kernel.cin, kernel.hin, kernel.win, generator=generator)
+
+
+def _kernel_body(kernel: Kernel) -> nn.Module:
+    act = _activation_module(kernel.act)
+    if kernel.kind in ("conv", "pwconv", "dwconv", "gconv"):
+        conv = nn.Conv2d(kernel.cin, kernel.cout, kernel.k, kernel.stride, kernel.k // 2, groups=kernel.groups)
+        return nn.Sequential(conv, nn.BatchNorm2d(kernel.cout), act)
+    if kernel.kind == "linear":
+        return nn.Linear(kernel.cin, kernel.cout)
+    if kernel.kind == "eltwise":
+        return _Binary(kernel, act)
+    if kernel.kind == "gpool":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if kernel.kind == "pool":
+        return nn.MaxPool2d(kernel.k, kernel.stride, (kernel.k - 1) // 2)
+    if kernel.kind == "concat":
+        return _Concat(kernel)
+    return act if kernel.act != "none" else nn.BatchNorm2d(kernel.cin)
+
+
+class _OneElement(nn.Module):
+    """Run a kernel and keep one element of its output (a slice: no copy of the activation)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return y[:, :1, :1, :1] if y.dim() == 4 else y[:, :1]
+
+
+def _activation_module(name: str) -> nn.Module:
+    return {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "silu": nn.SiLU(), "hardswish": nn.Hardswish(),
+            "sigmoid": nn.Sigmoid(), "hardsigmoid": nn.Hardsigmoid(), "gelu": nn.GELU(), "tanh": nn.Tanh(),
+            "other": nn.LeakyReLU(0.1)}.get(name, nn.Identity())
+
+
+class _Binary(nn.Module):
+    """x (+ or *) a constant of the same shape, or per channel: one elementwise kernel."""
+
+    def __init__(self, kernel: Kernel, act: nn.Module) -> None:
+        super().__init__()
+        shape = (1, kernel.cin, 1, 1) if kernel.broadcast else (1, kernel.cin, kernel.hin, kernel.win)
+        self.other: torch.Tensor
+        self.register_buffer("other", torch.rand(shape, generator=torch.Generator().manual_seed(1)) + 0.5)
+        self.multiply = kernel.broadcast  # squeeze-excitation scales; residuals add
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x * self.other if self.multiply else x + self.other)
+
+
+class _Concat(nn.Module):
+    """Concatenate x with a constant along channels: one concat kernel writing `cout` channels."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__()
+        extra = max(kernel.cout - kernel.cin, 1)
+        self.other: torch.Tensor
+        self.register_buffer("other", torch.zeros(1, extra, kernel.hin, kernel.win))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.other], dim=1)
