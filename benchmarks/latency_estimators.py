@@ -3,8 +3,8 @@
 Every TRN (block cuts, 224 px, batch 1) of 8 torchvision families (random weights: latency does not depend on
 them) and the three built-in backbones, on each runtime backend (each in its own worker process). The empirical
 estimate and the ground truth are measured side by side in one interleaved run; the measurement's own
-repeatability is shown by timing every TRN twice (two sessions, interleaved). The analytical model is judged
-leave-one-network-out: fitted on the other networks' measurements, predicting the held-out one without running it.
+repeatability is shown by timing every TRN twice (two sessions, interleaved). The analytical estimator has its
+own benchmark (benchmarks/analytical_kernels.py).
 
 Usage: python benchmarks/latency_estimators.py [--backends onnxruntime,openvino,litert] [--precision fp32]
                                                [--repeats 20] [--size 224] [--networks N1,N2]
@@ -24,7 +24,6 @@ from netcut.backbones import load_backbone  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
 from netcut.latency.backends import RuntimeSession, get_backend  # noqa: E402
 from netcut.latency.estimators import accuracy_metrics  # noqa: E402
-from netcut.latency.estimators.analytical import fit_analytical, trn_nodes  # noqa: E402
 from netcut.latency.estimators.empirical import estimate_empirical  # noqa: E402
 from netcut.latency.estimators.measured import measure_trns  # noqa: E402
 from netcut.latency.harness import HarnessConfig  # noqa: E402
@@ -40,7 +39,7 @@ def run_backend(backend_name: str, precision: str, size: int, config: HarnessCon
                 pool: WorkerPool) -> dict:
     engine = get_backend(backend_name)
     backend = RuntimeSession(engine, pool.get(engine.runtime, config.resolved_threads(), engine.name), precision)
-    rows, samples = {}, {}
+    rows = {}
     for name in networks:
         traced = trace(load_backbone(name, None if "lite" in name else "none"), size)
         cuts = find_cuts(traced, "block")
@@ -56,7 +55,6 @@ def run_backend(backend_name: str, precision: str, size: int, config: HarnessCon
         measured_s = (time.perf_counter() - t) / 2
         a = np.array([twice.details["stats"][c.name].p50 for c in cuts])
         b = np.array([twice.details["stats"][f"{c.name}#1"].p50 for c in cuts])
-        samples[name] = ([trn_nodes(traced, c) for c in cuts], truth)
         rows[name] = {"cuts": len(cuts), "full_ms": float(truth[-1]), "empirical": accuracy_metrics(est, truth),
                       "repeatability": accuracy_metrics(b, a), "cost_full_s": round(full_s, 3),
                       "cost_empirical_s": round(side.cost_s, 3), "cost_measured_s": round(measured_s, 3),
@@ -66,13 +64,8 @@ def run_backend(backend_name: str, precision: str, size: int, config: HarnessCon
               f"repeatability {rows[name]['repeatability']['within10_pct']:.0f}%, "
               f"cost x{rows[name]['cost_ratio_empirical']}",
               flush=True)
-    model = fit_analytical(samples, backend_name, config.resolved_threads(), {}, "benchmark")
-    loo = model.fit["leave_one_network_out"]
-    for name in networks:
-        rows[name]["analytical_loo"] = loo[name]
     overall = {
         "empirical": _pool(rows, "empirical"), "repeatability": _pool(rows, "repeatability"),
-        "analytical_loo": loo["overall"], "analytical_in_sample": model.fit["in_sample"],
         "cost_ratio_empirical_median": float(np.median([r["cost_ratio_empirical"] for r in rows.values()])),
         "cost_ratio_measured_median": float(np.median([r["cost_ratio_measured"] for r in rows.values()])),
     }
@@ -91,27 +84,23 @@ def markdown(data: dict) -> str:
              f"Every block-granularity TRN (prefix + new head), {data['size']} px, batch 1, all cores, "
              f"{data.get('precision', 'fp32')}; each backend in a worker process of its own. *within ±10%*: share of "
              "TRNs whose estimate is within ±10% of the measured p50 (nn-Meter's headline metric). *repeatability*: "
-             "the same TRNs measured twice in one interleaved run: the noise floor of this machine. *analytical*: "
-             "leave-one-network-out (fitted on the other networks, nothing of the held-out network executed). "
-             "*cost*: building the empirical table / measuring the full network once, same harness settings.", ""]
+             "the same TRNs measured twice in one interleaved run: the noise floor of this machine. *cost*: "
+             "building the empirical table / measuring the full network once, same harness settings.", ""]
     for backend, result in data["backends"].items():
         o = result["overall"]
         lines += [f"## {backend}", "",
                   f"Overall: empirical **{o['empirical']['within10_pct']:.1f}%** within ±10% (MAPE "
                   f"{o['empirical']['mape_pct']:.1f}%), repeatability {o['repeatability']['within10_pct']:.1f}% "
-                  f"(MAPE {o['repeatability']['mape_pct']:.1f}%), analytical "
-                  f"**{o['analytical_loo']['within10_pct']:.1f}%** (MAPE {o['analytical_loo']['mape_pct']:.1f}%; "
-                  f"in-sample {o['analytical_in_sample']['within10_pct']:.1f}%)"
-                  f", over {o['empirical']['n']} TRNs. Empirical table cost: median "
+                  f"(MAPE {o['repeatability']['mape_pct']:.1f}%), over {o['empirical']['n']} TRNs. Empirical table "
+                  "cost: median "
                   f"{o['cost_ratio_empirical_median']:.2f}x one full-network measurement (measuring every TRN: "
                   f"{o['cost_ratio_measured_median']:.1f}x).", "",
                   "| network | TRNs | full p50 ms | empirical ±10% | empirical MAPE | repeatability ±10% "
-                  "| analytical ±10% | analytical MAPE | cost empirical | cost measured |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| cost empirical | cost measured |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, r in result["networks"].items():
             lines.append(f"| {name} | {r['cuts']} | {r['full_ms']:.2f} | {r['empirical']['within10_pct']:.0f}% | "
                          f"{r['empirical']['mape_pct']:.1f}% | {r['repeatability']['within10_pct']:.0f}% | "
-                         f"{r['analytical_loo']['within10_pct']:.0f}% | {r['analytical_loo']['mape_pct']:.1f}% | "
                          f"{r['cost_ratio_empirical']:.2f}x | {r['cost_ratio_measured']:.1f}x |")
         lines.append("")
     return "\n".join(lines)

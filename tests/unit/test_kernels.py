@@ -158,3 +158,21 @@ def test_a_calibration_is_refused_on_another_runtime_precision_or_device(tmp_pat
         check_belongs(model, tmp_path, FakeSession("onnxruntime", "int8"), env)  # type: ignore[arg-type]
     with pytest.raises(NetcutError, match="another device or thread count"):
         check_belongs(model, tmp_path, FakeSession("onnxruntime"), {**env, "threads": 2})  # type: ignore[arg-type]
+
+
+def test_synthetic_networks_stay_small_trace_and_decompose_into_kernels():
+    from netcut.latency.synthetic_networks import MAX_MMACS, macs, synthetic_network
+
+    rng = np.random.default_rng(5)
+    families = set()
+    for i in range(6):
+        net = synthetic_network(rng)
+        assert macs(net, net.input_size) <= MAX_MMACS * 1e6
+        families.add(type(net.blocks[0]).__name__)
+        traced = trace(from_module(net, name=f"s{i}", input_size=min(net.input_size, 96)))
+        cuts = find_cuts(traced, "block")
+        kernels = trn_kernels(traced, cuts[-1])
+        assert len(cuts) >= 2 and kinds(kernels)[0] == "conv" and kinds(kernels)[-2:] == ["gpool", "linear"]
+        convs = sum(isinstance(m, nn.Conv2d) for m in net.modules())
+        assert sum(k in ("conv", "pwconv", "dwconv", "gconv") for k in kinds(kernels)) == convs
+    assert len(families) >= 2

@@ -36,6 +36,7 @@ VERSION = 5
 INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear": 16, "eltwise": 32, "unary": 16,
                    "pool": 16, "gpool": 24, "concat": 16}
 ADAPTIVE_ROUNDS = 2
+SYNTHETIC_NETWORKS = 20  # random networks whose TRNs fit how kernels combine
 BATCH = 24  # kernels timed together in one session
 FLOOR_MS = 1e-4
 
@@ -102,6 +103,32 @@ def _forest(seed: int = 0) -> Any:
     return RandomForestRegressor(n_estimators=120, min_samples_leaf=2, max_features=0.8, random_state=seed)
 
 
+def _base_features(k: Kernel) -> list[float]:
+    """What a kernel's time grows with: its work, the activations it reads and writes, and a constant."""
+    return [k.macs() / 1e6, k.cin * k.hin * k.win / 1e6, k.cout * k.hout * k.wout / 1e6, 1.0]
+
+
+def _nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares on relative error: every sample counts alike, however fast."""
+    from scipy.optimize import nnls
+
+    w = 1.0 / np.maximum(y, FLOOR_MS)
+    return np.asarray(nnls(x * w[:, None], y * w, maxiter=50 * x.shape[1])[0])
+
+
+CONV_KINDS = ("conv", "pwconv", "dwconv", "gconv")
+COMBINE_TERMS = ("convolutions", "other kernels", "layout conversions saved (M elements)", "per kernel", "per call")
+
+
+def combine_row(kernels: list[Kernel], predicted: np.ndarray) -> list[float]:
+    """A TRN's terms for how its kernels combine in a network: the predicted convolution time, the rest, the
+    activations its convolutions read and write (a runtime converts their layout once per network, not per
+    kernel: counted negative), the number of kernels, and one call."""
+    conv = np.array([k.kind in CONV_KINDS for k in kernels])
+    boundary = sum(_base_features(k)[1] + _base_features(k)[2] for k in kernels if k.kind in CONV_KINDS)
+    return [float(predicted[conv].sum()), float(predicted[~conv].sum()), -boundary, float(len(kernels)), 1.0]
+
+
 @dataclass
 class KernelModel:
     """Per-kind regressors fitted on kernels measured on one device, and that device's per-call overhead."""
@@ -116,30 +143,42 @@ class KernelModel:
     fit: dict[str, Any] = field(default_factory=dict)  # quality per kind, held-out samples; cost
     tail_p90: float = 1.05
     tail_p99: float = 1.15
+    combine: list[float] | None = None  # coefficients of combine_row, fitted on synthetic networks; None: a sum
+    _linear: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _forests: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def refit(self) -> KernelModel:
-        """Fit every kind's forest on its samples (log latency from kernel features)."""
-        self._forests = {}
+        """Fit every kind's regressor on its samples: a non-negative linear model of work and bytes, and a forest
+        on the log of what it gets wrong (the linear part extrapolates; the forest learns shapes it handles
+        well or badly)."""
+        self._linear, self._forests = {}, {}
         for kind, rows in self.samples.items():
             if len(rows) >= 4:
+                y = np.array([max(ms, FLOOR_MS) for _, ms in rows])
+                base = np.array([_base_features(k) for k, _ in rows])
+                self._linear[kind] = _nnls_relative(base, y)
                 forest = _forest()
                 forest.fit(np.array([k.features() for k, _ in rows]),
-                           np.log([max(ms, FLOOR_MS) for _, ms in rows]))
+                           np.log(y / np.maximum(base @ self._linear[kind], FLOOR_MS)))
                 self._forests[kind] = forest
         return self
 
+    def _kind(self, kernel: Kernel) -> str:
+        kind = kernel.kind if kernel.kind in self._forests else "unary"
+        if kind not in self._forests:
+            raise NetcutError(f"the analytical model has no {kernel.kind} kernels", "recalibrate: `netcut calibrate`")
+        return kind
+
     def predict_kernels(self, kernels: list[Kernel]) -> np.ndarray:
-        """Each kernel's predicted latency (ms, call overhead excluded)."""
+        """Each kernel's predicted latency (ms, call overhead excluded) when run alone."""
         out = np.zeros(len(kernels))
         by_kind: dict[str, list[int]] = {}
         for i, k in enumerate(kernels):
-            by_kind.setdefault(k.kind if k.kind in self._forests else "unary", []).append(i)
+            by_kind.setdefault(self._kind(k), []).append(i)
         for kind, index in by_kind.items():
-            forest = self._forests.get(kind)
-            if forest is None:
-                raise NetcutError(f"the analytical model has no {kind} kernels", "recalibrate: `netcut calibrate`")
-            out[index] = np.exp(forest.predict(np.array([kernels[i].features() for i in index])))
+            chosen = [kernels[i] for i in index]
+            base = np.maximum(np.array([_base_features(k) for k in chosen]) @ self._linear[kind], FLOOR_MS)
+            out[index] = base * np.exp(self._forests[kind].predict(np.array([k.features() for k in chosen])))
         return out
 
     def spread(self, kernels: list[Kernel]) -> np.ndarray:
@@ -149,8 +188,16 @@ class KernelModel:
         return np.std([tree.predict(x) for tree in forest.estimators_], axis=0)
 
     def predict(self, kernel_lists: list[list[Kernel]]) -> np.ndarray:
-        """Predicted p50 (ms) of networks given as kernel lists: call overhead plus the sum of their kernels."""
-        return np.array([self.overhead_ms + float(self.predict_kernels(ks).sum()) for ks in kernel_lists])
+        """Predicted p50 (ms) of networks given as kernel lists: their kernels combined as fitted on synthetic
+        networks (before that fit: call overhead plus the sum)."""
+        out = []
+        for kernels in kernel_lists:
+            predicted = self.predict_kernels(kernels)
+            if self.combine is None:
+                out.append(self.overhead_ms + float(predicted.sum()))
+            else:
+                out.append(float(np.dot(combine_row(kernels, predicted), self.combine)))
+        return np.array(out)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the measured samples (the forests are refitted on load)."""
@@ -158,7 +205,7 @@ class KernelModel:
                 "samples": {k: [[kernel.to_json(), ms] for kernel, ms in rows] for k, rows in self.samples.items()},
                 "overhead_ms": self.overhead_ms, "device_key": self.device_key, "backend": self.backend,
                 "precision": self.precision, "threads": self.threads, "environment": self.environment,
-                "fit": self.fit, "tail_p90": self.tail_p90, "tail_p99": self.tail_p99}
+                "fit": self.fit, "tail_p90": self.tail_p90, "tail_p99": self.tail_p99, "combine": self.combine}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KernelModel:
@@ -168,7 +215,7 @@ class KernelModel:
         samples = {k: [(Kernel(**kernel), float(ms)) for kernel, ms in rows] for k, rows in d["samples"].items()}
         return cls(samples, float(d["overhead_ms"]), d["device_key"], d["backend"], d["precision"], int(d["threads"]),
                    d["environment"], d.get("fit", {}), float(d.get("tail_p90", 1.05)),
-                   float(d.get("tail_p99", 1.15))).refit()
+                   float(d.get("tail_p99", 1.15)), d.get("combine")).refit()
 
 
 def _overhead_module() -> tuple[torch.nn.Module, torch.Tensor]:
@@ -244,12 +291,45 @@ def calibrate(session: RuntimeSession, settings: ProfileSettings, reporter: Repo
         model.refit()
     tail = np.median(np.array(tails), axis=0)
     model.tail_p90, model.tail_p99 = float(tail[0]), float(tail[1])
+    networks = fit_combination(model, session, settings, rng, max(4, int(round(SYNTHETIC_NETWORKS * scale))),
+                               reporter)
     model.fit = {"kernels": {k: len(v) for k, v in model.samples.items()},
-                 "last_round_before_refit": held_out, "overhead_ms": overhead,
+                 "last_round_before_refit": held_out, "overhead_ms": overhead, "synthetic_networks": networks,
                  "minutes": (time.perf_counter() - started) / 60}
     if save_to is not None:
         write_json(save_to, model.to_dict())
     return model
+
+
+def fit_combination(model: KernelModel, session: RuntimeSession, settings: ProfileSettings,
+                    rng: np.random.Generator, count: int, reporter: Reporter = QUIET) -> dict[str, Any]:
+    """Measure every block TRN of `count` random synthetic networks and fit how predicted kernels combine in a
+    network (model.combine); returns the fit's quality, in sample and leaving each synthetic network out."""
+    from netcut.backbones import from_module
+    from netcut.graph import find_cuts, trace
+    from netcut.latency.estimators.measured import measure_trns
+    from netcut.latency.synthetic_networks import synthetic_network
+
+    rows: list[list[list[float]]] = []
+    truth: list[np.ndarray] = []
+    for i in range(count):
+        net = synthetic_network(rng)
+        traced = trace(from_module(net, name=f"synthetic{i}", input_size=net.input_size))
+        cuts = find_cuts(traced, "block")
+        run = measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter)
+        kernels = [trn_kernels(traced, c, settings.num_classes) for c in cuts]
+        rows.append([combine_row(k, model.predict_kernels(k)) for k in kernels])
+        truth.append(np.array([run.estimates[c.name].p50 for c in cuts]))
+    x, y = np.vstack([np.array(r) for r in rows]), np.concatenate(truth)
+    model.combine = _nnls_relative(x, y).tolist()
+    held_pred = []
+    for i in range(count):
+        rest = [j for j in range(count) if j != i]
+        coef = _nnls_relative(np.vstack([np.array(rows[j]) for j in rest]), np.concatenate([truth[j] for j in rest]))
+        held_pred.append(np.array(rows[i]) @ coef)
+    return {"networks": count, "trns": int(len(y)), "coefficients": dict(zip(COMBINE_TERMS, model.combine)),
+            "in_sample": accuracy_metrics(x @ np.array(model.combine), y),
+            "leave_one_network_out": accuracy_metrics(np.concatenate(held_pred), y)}
 
 
 def estimate_analytical(traced: TracedNetwork, cuts: list[CutPoint], model: KernelModel,
