@@ -16,7 +16,7 @@ import json
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,8 +269,8 @@ def time_steadily(worker: Worker, timed: list[str], config: TimingConfig, chains
             break
     assert best is not None
     result, timing = best
-    timing = SessionTiming(**{**timing.to_json(), "attempts": attempt})
-    timing = SessionTiming(**{**timing.to_json(), "scale": log.scale_for(worker, timing)})
+    timing = replace(timing, attempts=attempt)
+    timing = replace(timing, scale=log.scale_for(worker, timing))
     log.record(timing)
     return scaled(_without_reference(result), timing.scale), timing
 
