@@ -37,7 +37,8 @@ def test_a_slowdown_mid_session_is_detected_repeated_and_reported():
         harness = HarnessConfig(warmup=5, repeats=300, threads=1)  # about 1 s of reference rounds
         session.time([], harness)
         before = session.last_timing
-        assert before is not None and before.steady, before
+        # A shared CI machine may itself be unsteady here; what must hold is that the hog shows far beyond that.
+        assert before is not None, before
         hog: list[subprocess.Popen] = []
 
         def start_hog() -> None:  # shares the worker's only core from now on: about half its speed
@@ -55,6 +56,7 @@ def test_a_slowdown_mid_session_is_detected_repeated_and_reported():
                 p.wait()
     during = session.last_timing
     assert during is not None and not during.steady and during.attempts == 3, during
-    assert during.worst_pct() > 20, during  # spread, drift or level: how a shared core shows varies
-    assert notes.warnings and "not steady" in notes.warnings[0]
-    assert session.log.summary()["unsteady"] == 1
+    # spread, drift or level: how a shared core shows varies; it halves the worker's speed, so far beyond the baseline
+    assert during.worst_pct() > before.worst_pct() + 20, (before, during)
+    assert notes.warnings and "not steady" in notes.warnings[-1]
+    assert session.log.summary()["unsteady"] == (0 if before.steady else 1) + 1
