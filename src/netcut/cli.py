@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-device", choices=TRAIN_DEVICES, default="cpu",
                    help="where features are extracted and networks fine-tuned: cpu (default), cuda, or auto; "
                         "latency is measured on the backend regardless")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where feature extraction, head training and fine-tuning run: local (this process, default) "
+                        "or ray (as Ray tasks; the same result; needs netcut[ray])")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster to join, e.g. 127.0.0.1:6379 or auto (default with --executor ray: start "
+                        "a Ray instance on this machine for the run)")
     p.add_argument("--top-k", type=_positive_int, default=3, help="deepest feasible cuts proposed per backbone")
     p.add_argument("--input-size", type=_positive_int, default=None, help="input side in px (default: native)")
     p.add_argument("--limit-train", type=_positive_int, default=None, help="use at most N training images")
@@ -472,11 +478,16 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from netcut.progress import Reporter
     from netcut.report.console import console, print_result
     from netcut.report.view import explore_json
+    from netcut.search.executors import create_executor
     from netcut.search.explore import Explorer
 
     config = explore_config(args)
     reporter = Reporter(quiet=args.quiet or args.json)
-    result = Explorer(config, reporter).run()
+    executor = create_executor(args.executor, args.ray_address)
+    try:
+        result = Explorer(config, reporter, executor=executor).run()
+    finally:
+        executor.close()
     if not args.no_report:
         from netcut.report import write_report
 

@@ -1,12 +1,33 @@
-"""Executors run the independent jobs of a stage. Local runs them here, one after the other."""
+"""Executors run the independent jobs of a stage. Local runs them here, one after the other; Ray spreads them over a
+cluster's nodes as Ray tasks. Either way the driver alone writes the run's store: jobs return their results, they
+never touch it."""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from netcut.errors import NetcutError
 
 J = TypeVar("J")
 R = TypeVar("R")
+
+# What a local Ray instance may reserve for its object store: Ray's default is 30% of the memory, far more than
+# shards of features need, and it is taken from what training has.
+LOCAL_OBJECT_STORE_BYTES = 500_000_000
+TASK_RETRIES = 3  # a task whose worker process or node died runs again (an error raised by the job does not)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each job of a stage asks the cluster for: a GPU for fine-tuning on CUDA, a device for its sessions."""
+
+    gpus: float = 0.0
+    custom: tuple[tuple[str, float], ...] = ()
 
 
 class Executor(Protocol):
@@ -14,8 +35,17 @@ class Executor(Protocol):
 
     name: str
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[tuple[J, R]]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], resources: Resources = Resources()
+            ) -> Iterator[tuple[J, R]]:
         """(job, fn(job)) for every job, as each completes, so the caller can store each result at once."""
+        ...
+
+    def slots(self) -> int:
+        """How many jobs run at once (a budget divides by it)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Where the jobs ran, for the result's environment."""
         ...
 
 
@@ -24,7 +54,140 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[tuple[J, R]]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], resources: Resources = Resources()
+            ) -> Iterator[tuple[J, R]]:
         """(job, fn(job)) for every job, one after the other."""
         for job in jobs:
             yield job, fn(job)
+
+    def slots(self) -> int:
+        """One job at a time."""
+        return 1
+
+    def describe(self) -> dict[str, Any]:
+        """This process."""
+        return {"executor": "local"}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _call(fn: Callable[[Any], Any], job: Any, threads: int) -> Any:
+    """A job in a Ray worker, with the driver's torch thread count: float results depend on it, and the same
+    count everywhere makes a cluster's features and heads bitwise those of a local run."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(job)
+
+
+class RayExecutor:
+    """Jobs as Ray tasks on a cluster (`address`), or on a Ray instance started here for this run (None)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, threads: int | None = None, temp_dir: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError as e:
+            raise NetcutError("--executor ray needs Ray, which is not installed",
+                              "pip install 'netcut[ray]' (or use --executor local)") from e
+        self.address = address
+        self.threads = threads
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                   "ignore_reinit_error": True, "logging_level": logging.ERROR}
+        if address is None:  # a private instance on loopback, sized for this machine
+            options.update(num_cpus=os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                           _node_ip_address="127.0.0.1")
+            if temp_dir:
+                options["_temp_dir"] = temp_dir
+        if address not in (None, "auto"):
+            reachable(address)
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise NetcutError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}",
+                              "start it (`ray start --head`), check the address (host:port of the head's GCS) "
+                              "and that RAY_AUTH_MODE/RAY_AUTH_TOKEN match the cluster's") from e
+        self._ray = ray
+        self._remote = ray.remote(_call)
+        _messages_to_stderr()
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], resources: Resources = Resources()
+            ) -> Iterator[tuple[J, R]]:
+        """(job, fn(job)) as each task completes; fn goes to the object store once, not once per job."""
+        import torch
+
+        if not jobs:
+            return
+        ray = self._ray
+        threads = self.threads or torch.get_num_threads()
+        fn_ref = ray.put(fn)
+        remote = self._remote.options(num_cpus=1, num_gpus=resources.gpus, resources=dict(resources.custom),
+                                      max_retries=TASK_RETRIES, retry_exceptions=False)
+        pending = {remote.remote(fn_ref, job, threads): job for job in jobs}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    job = pending.pop(ref)
+                    yield job, ray.get(ref)
+        finally:
+            for ref in pending:  # the caller stopped early (an error, Ctrl-C): nothing keeps running for it
+                ray.cancel(ref, force=True)
+
+    def slots(self) -> int:
+        """The cluster's CPUs: how many one-CPU jobs run at once."""
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster: its address, nodes and resources."""
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        return {"executor": "ray", "address": self.address or "local instance", "ray": self._ray.__version__,
+                "nodes": len(nodes), "resources": {k: v for k, v in self._ray.cluster_resources().items()
+                                                   if not k.startswith("node:")}}
+
+    def close(self) -> None:
+        """Leave the cluster (a local instance stops with it)."""
+        self._ray.shutdown()
+
+
+def _messages_to_stderr() -> None:
+    """Ray prints its cluster's messages to the driver (such as "a worker died ... while executing a task", after
+    which the task is retried) on stdout, where `--json` writes: send them to stderr. Ray 2.60 looks the printer up
+    in its worker module at each message, so replacing it there takes effect."""
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "netcut", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.netcut = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
+def reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Refuse an address nothing answers at, at once (Ray itself waits minutes for a head that is not there)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise NetcutError(f"--ray-address {address!r} is not HOST:PORT", "give the head's address, e.g. "
+                          "127.0.0.1:6379 (as `ray start --head` printed it), or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise NetcutError(f"no Ray cluster answers at {address} ({e.strerror or e})",
+                          "start one with `ray start --head --port PORT`, or check the address") from e
+
+
+def create_executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:
+    """The executor `--executor` names."""
+    if name == "local":
+        if address:
+            raise NetcutError("--ray-address needs --executor ray", "add --executor ray, or drop --ray-address")
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address)
+    raise NetcutError(f"unknown executor {name!r}", "use --executor local or --executor ray")

@@ -87,7 +87,8 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
                          {n.name: n.info(config.granularity) for n in ctx.networks.values()}, ctx.run_id,
                          time.perf_counter() - started,
                          ctx.environment(",".join(config.backends),
-                                         {"runtimes": runtimes, "timing": ctx.timing.summary()}), __version__,
+                                         {"runtimes": runtimes, "timing": ctx.timing.summary(),
+                                          "executor": ctx.executor.describe()}), __version__,
                          clock.seconds)
 
 

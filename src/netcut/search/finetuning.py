@@ -12,12 +12,22 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
+from torch import nn
+
+from netcut.data.datasets import Dataset
+from netcut.graph import TracedNetwork
+from netcut.model import HeadSpec
+from netcut.progress import QUIET, Reporter
 from netcut.search.context import RunContext
 from netcut.search.decide import fine_tune_plan
+from netcut.search.executors import Resources
 from netcut.search.results import Candidate, Deadline, TrainingRecord
 from netcut.search.training import make_record, record_key, trained_classifier
 from netcut.train.finetune import FineTuneConfig, FineTuner, evaluate_images
+from netcut.types import CutPoint
 
 CHECKPOINT = "#checkpoint"
 
@@ -45,63 +55,126 @@ class Budget:
         return self.seconds - (time.perf_counter() - self.start)
 
 
+@dataclass(frozen=True)
+class EpochJob:
+    """One more epoch of one candidate, from its last checkpoint (None: from its probe)."""
+
+    key: str
+    candidate: Candidate
+    classifier: nn.Module  # the probe's trained head
+    checkpoint: dict[str, Any] | None
+
+
+def tuner_for(network: tuple[TracedNetwork, list[CutPoint]], dataset: Dataset, config: FineTuneConfig,
+              head: HeadSpec, job: EpochJob) -> FineTuner:
+    """A candidate's fine-tuning state as its checkpoint left it (every epoch's randomness follows from the seed and
+    the epoch, so a tuner rebuilt anywhere continues exactly)."""
+    traced, cuts = network
+    tuner = FineTuner(traced, job.candidate.cut, cuts, job.classifier, dataset, config, head)
+    if job.checkpoint is not None:
+        tuner.restore(job.checkpoint)
+    return tuner
+
+
+def run_epoch_job(networks: dict[str, tuple[TracedNetwork, list[CutPoint]]], dataset: Dataset,
+                  config: FineTuneConfig, head: HeadSpec, job: EpochJob, reporter: Reporter = QUIET
+                  ) -> tuple[dict[str, Any], float]:
+    """Train one epoch; the checkpoint after it and the epoch's seconds."""
+    tuner = tuner_for(networks[job.candidate.model], dataset, config, head, job)
+    start = time.perf_counter()
+    tuner.train_epoch(reporter)
+    return tuner.checkpoint(), time.perf_counter() - start
+
+
 class FineTuning:
-    """The fine-tuning stage of one exploration: FineTuners by record key, resumed from the store."""
+    """The fine-tuning stage of one exploration: each candidate's latest checkpoint by record key, resumed from the
+    store; epochs run as executor jobs (all entrants of a rung side by side), checkpoints stored by the driver."""
 
     def __init__(self, ctx: RunContext, candidates: list[Candidate], probes: list[TrainingRecord]) -> None:
         self.ctx, self.candidates, self.probes = ctx, candidates, probes
         self.config: FineTuneConfig = ctx.config.fine_tune_config(flip=ctx.dataset.flip_invariant)
-        self.tuners: dict[str, FineTuner] = {}
+        self.head: HeadSpec = ctx.config.train_config().head
+        self.states: dict[str, dict[str, Any] | None] = {}  # latest checkpoint by key (None: not started)
+        self.started: dict[str, tuple[Candidate, TrainingRecord]] = {}  # what each key fine-tunes
         self.done: dict[str, TrainingRecord] = {}  # finished records (stored), by key
         self.epoch_s: dict[str, float] = {}  # measured seconds per epoch, by key
         self.finish_s: dict[str, float] = {}  # measured seconds of the final test evaluation, by key
+        # the epoch's progress bar only where the epoch runs in this process
+        reporter = ctx.reporter if ctx.executor.name == "local" else QUIET
+        self.networks = {n.name: (n.traced, n.cuts) for n in ctx.networks.values()}
+        self.epoch_fn = partial(run_epoch_job, self.networks, ctx.dataset, self.config, self.head, reporter=reporter)
 
     # ---- one candidate --------------------------------------------------------------------------------------
-    def _tuner(self, candidate: Candidate, probe: TrainingRecord) -> FineTuner:
-        key = record_key(self.ctx, candidate, self.config)
-        if key not in self.tuners:
-            net = self.ctx.networks[candidate.model]
-            head = trained_classifier(self.ctx, probe, candidate.cut.shape[0])
-            tuner = FineTuner(net.traced, candidate.cut, net.cuts, head, self.ctx.dataset, self.config,
-                              self.ctx.config.train_config().head)
-            checkpoint = self.ctx.store.get_artifact(key + CHECKPOINT)
-            if checkpoint is not None:
-                tuner.restore(checkpoint)
-            self.tuners[key] = tuner
-        return self.tuners[key]
+    def _state(self, key: str) -> dict[str, Any] | None:
+        if key not in self.states:
+            self.states[key] = self.ctx.store.get_artifact(key + CHECKPOINT)
+        return self.states[key]
+
+    def _epochs(self, key: str) -> int:
+        state = self._state(key)
+        return int(state["epoch"]) if state else 0
 
     def _predicted_epoch(self, candidate: Candidate, key: str) -> float:
         """Seconds one more epoch of this candidate should take: its own pace, or another's scaled by MACs."""
         if key in self.epoch_s:
             return self.epoch_s[key]
-        measured = [(self.epoch_s[k], t.cut.macs) for k, t in self.tuners.items() if k in self.epoch_s]
+        measured = [(self.epoch_s[k], c.cut.macs) for k, (c, _) in self.started.items() if k in self.epoch_s]
         if not measured:
             return 0.0
         seconds, macs = max(measured, key=lambda m: m[0] / max(m[1], 1))
         return seconds * candidate.cut.macs / max(macs, 1)
 
-    def train_to(self, candidate: Candidate, probe: TrainingRecord, epochs: int, budget: Budget) -> float | None:
-        """Train until `epochs` epochs are done; the best validation score, or None if the budget ran out."""
-        key = record_key(self.ctx, candidate, self.config)
+    def _finished(self, key: str, epochs: int) -> TrainingRecord | None:
+        """The stored record of a candidate already fine-tuned for `epochs` epochs (by this run or an earlier one)."""
         stored = self.done.get(key) or self.ctx.store.get_record(key)
         if stored is not None and int(stored.metrics.get("epochs", 0)) >= epochs:
             self.done[key] = stored
-            return stored.val_score
-        tuner = self._tuner(candidate, probe)
-        while tuner.epoch < epochs:
-            reserve = self.finish_s.get(key, self._predicted_epoch(candidate, key) * 0.5)
-            if self._predicted_epoch(candidate, key) + reserve > budget.left():
-                return None
-            start = time.perf_counter()
-            tuner.train_epoch(self.ctx.reporter)
-            self.epoch_s[key] = time.perf_counter() - start
-            self._checkpoint(key, tuner)
-        self.done.pop(key, None)
-        return tuner.best_score
+            return stored
+        return None
 
-    def _checkpoint(self, key: str, tuner: FineTuner) -> None:
-        """After every epoch: the state to continue from (kept in the store under the record's key)."""
-        self.ctx.store.put_artifact(key + CHECKPOINT, tuner.checkpoint(), "checkpoint")
+    def train_to(self, entrants: list[tuple[Candidate, TrainingRecord]], epochs: int, budget: Budget
+                 ) -> dict[str, float] | str:
+        """Train every entrant until `epochs` epochs are done, one epoch of each at a time side by side; their best
+        validation scores by probe key, or the label of the first the budget left short."""
+        keys = {probe.key: record_key(self.ctx, c, self.config) for c, probe in entrants}
+        for c, p in entrants:  # finish() tests each of them, even one a killed run took to `epochs` already
+            if self._finished(keys[p.key], epochs) is None:
+                self.started.setdefault(keys[p.key], (c, p))
+        while True:
+            todo = [(c, p) for c, p in entrants if self._finished(keys[p.key], epochs) is None
+                    and self._epochs(keys[p.key]) < epochs]
+            if not todo:
+                break
+            fits, cost, slots = [], 0.0, self.ctx.executor.slots()
+            for c, p in todo:  # in order, as many as the budget allows (side by side they share the slots)
+                key = keys[p.key]
+                cost += self._predicted_epoch(c, key) / slots
+                if cost + self.finish_s.get(key, self._predicted_epoch(c, key) * 0.5) > budget.left():
+                    break
+                fits.append((c, p))
+            jobs = [self._job(c, p, keys[p.key]) for c, p in fits]
+            for job, (checkpoint, seconds) in self.ctx.executor.run(self.epoch_fn, jobs, self._resources()):
+                self.states[job.key] = checkpoint
+                self.epoch_s[job.key] = seconds
+                self.done.pop(job.key, None)
+                # after every epoch: the state to continue from (kept in the store under the record's key)
+                self.ctx.store.put_artifact(job.key + CHECKPOINT, checkpoint, "checkpoint")
+            if len(fits) < len(todo):
+                return todo[len(fits)][0].label
+        scores = {}
+        for _, p in entrants:
+            finished = self._finished(keys[p.key], epochs)
+            state = self._state(keys[p.key])
+            scores[p.key] = finished.val_score if finished else float(state["best_score"]) if state else -math.inf
+        return scores
+
+    def _job(self, candidate: Candidate, probe: TrainingRecord, key: str) -> EpochJob:
+        head = trained_classifier(self.ctx, probe, candidate.cut.shape[0])
+        return EpochJob(key, candidate, head, self._state(key))
+
+    def _resources(self) -> Resources:
+        """A GPU per epoch when fine-tuning on CUDA."""
+        return Resources(gpus=1.0 if self.config.device.startswith("cuda") else 0.0)
 
     def _record(self, candidate: Candidate, tuner: FineTuner, test: dict[str, float]) -> TrainingRecord:
         val = {"score": tuner.best_score, "history": list(tuner.history)}
@@ -114,12 +187,12 @@ class FineTuning:
 
     def finish(self) -> list[TrainingRecord]:
         """Test every candidate trained in this run at its best epoch, store its record and TRN; all records."""
-        for key, tuner in self.tuners.items():
-            if key in self.done or tuner.epoch == 0:
+        for key, (candidate, probe) in self.started.items():
+            if key in self.done or not self._epochs(key):
                 continue
-            candidate = next(c for c in self.candidates if record_key(self.ctx, c, self.config) == key
-                             and c.cut.name == tuner.cut.name)
             start = time.perf_counter()
+            job = self._job(candidate, probe, key)
+            tuner = tuner_for(self.networks[candidate.model], self.ctx.dataset, self.config, self.head, job)
             trn = tuner.best()
             b = tuner.traced.backbone
             test = evaluate_images(trn, self.ctx.dataset, "test", tuner.traced.input_size, b.mean, b.std)
@@ -147,13 +220,12 @@ class FineTuning:
             scores: dict[str, float] = {}
             entrants = survivors + ([baseline] if baseline and baseline[1].key not in {r.key for _, r in survivors}
                                     else [])
-            for candidate, probe in entrants:
-                score = self.train_to(candidate, probe, target, budget)
-                if score is None:
-                    self.ctx.reporter.warn(f"fine-tuning for {deadline.ms:g} ms stopped at the budget "
-                                           f"({target} epochs not reached by {candidate.label}); the best so far "
-                                           "is chosen (a larger --budget may find a better network)")
-                    return
-                scores[probe.key] = score
+            trained = self.train_to(entrants, target, budget)
+            if isinstance(trained, str):
+                self.ctx.reporter.warn(f"fine-tuning for {deadline.ms:g} ms stopped at the budget "
+                                       f"({target} epochs not reached by {trained}); the best so far "
+                                       "is chosen (a larger --budget may find a better network)")
+                return
+            scores.update(trained)
             keep = max(1, math.ceil(len(survivors) / 2))
             survivors = sorted(survivors, key=lambda cr: -scores[cr[1].key])[:keep]

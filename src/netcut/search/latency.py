@@ -10,6 +10,7 @@ from netcut.errors import NetcutError
 from netcut.latency.estimators import EstimatorRun, run_estimator
 from netcut.latency.table import LatencyTable
 from netcut.search.context import Network, RunContext, Target
+from netcut.search.executors import LocalExecutor
 from netcut.search.keys import latency_key
 from netcut.search.results import Candidate, LatencyRecord
 from netcut.types import CandidateId, CutPoint, Percentiles
@@ -117,7 +118,9 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
                                       {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator)
                     else:
                         jobs.append(job)
-    for job, run in ctx.executor.run(partial(run_latency_job, ctx), jobs):
+    # latency sessions stay with the driver whatever the executor: they time in this machine's runtime workers or
+    # through the devices' agents, one session per device at a time
+    for job, run in LocalExecutor().run(partial(run_latency_job, ctx), jobs):
         net = ctx.networks[job.network]
         target = next(t for t in ctx.targets if t.name == job.target)
         env = target.environment(job.backend)

@@ -4,6 +4,7 @@ for int8) and fine-tune the best ones."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -12,17 +13,23 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from netcut.data.datasets import Dataset
+from netcut.graph import TracedNetwork
 from netcut.model import HeadSpec, MultiHead, build_trn, classifier
 from netcut.search.context import Network, RunContext
+from netcut.search.executors import Resources
 from netcut.search.keys import training_key
 from netcut.search.results import Candidate, TrainingRecord
-from netcut.train.cache import cached_features
+from netcut.train.cache import Features as CutFeatures
+from netcut.train.cache import Shard, cache_path, cached_features, extract_shard, join_shards, plan_shards, save_cached
 from netcut.train.finetune import FineTuneConfig, resolve_device
 from netcut.train.metrics import metric_name
-from netcut.train.probe import HeadResult, fit_head, fit_multi_head
+from netcut.train.probe import HeadResult, TrainConfig, fit_head, fit_multi_head
 from netcut.train.runtime_features import evaluate_in_runtime, runtime_features
 
 Features = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]  # split -> (cut name -> (N, C) features, targets)
+BATCH = 64  # images per forward pass when caching features
+MAX_SHARD_BATCHES = 16  # batches per shard: about 1,000 images, a job of seconds to a minute
 
 
 def feature_source(candidate: Candidate) -> str:
@@ -55,8 +62,8 @@ def make_record(ctx: RunContext, candidate: Candidate, val: dict[str, Any], test
 
 
 def features(ctx: RunContext, net: Network, backend: str = "", precision: str = "fp32") -> Features:
-    """Pooled features at every cut of a backbone for each split (one pass each, cached on disk): PyTorch's for
-    fp32, the backend's runtime's for int8."""
+    """Pooled features at every cut of a backbone for each split (cached on disk; prepare_features computes fp32
+    ones through the executor): PyTorch's for fp32, the backend's runtime's for int8."""
     names = [c.name for c in net.cuts]
     cache = Path(ctx.config.run_dir) / "cache"
     if precision != "fp32":
@@ -70,22 +77,86 @@ def features(ctx: RunContext, net: Network, backend: str = "", precision: str = 
 
 
 @dataclass(frozen=True)
+class ShardJob:
+    """The features of one backbone on one shard of a split."""
+
+    model: str
+    shard: Shard
+
+
+def run_shard_job(extractors: dict[str, tuple[TracedNetwork, list[str]]], dataset: Dataset, seed: int,
+                  device: str, job: ShardJob, advance: Callable[[], None] | None = None) -> CutFeatures:
+    """One shard's pooled features at every cut of its backbone."""
+    traced, names = extractors[job.model]
+    return extract_shard(traced, names, dataset, job.shard, seed=seed, device=device, advance=advance)
+
+
+def shard_batches(batches: int, slots: int) -> int:
+    """Batches per shard: a few shards per job slot so a cluster stays busy, at most MAX_SHARD_BATCHES (here: one
+    slot, whole passes up to that size)."""
+    return max(1, min(MAX_SHARD_BATCHES, -(-batches // (2 * slots)) if slots > 1 else MAX_SHARD_BATCHES))
+
+
+def prepare_features(ctx: RunContext, models: list[str]) -> None:
+    """Cache the fp32 features of every split of these backbones: the missing ones as backbone x shard jobs of the
+    executor, each split saved as soon as its last shard is in (shards are computed batch by batch, so their
+    features are bitwise those of one pass)."""
+    cache = Path(ctx.config.run_dir) / "cache"
+    views, seed = ctx.config.train_config().augment_views, ctx.config.seed
+    device = resolve_device(ctx.config.train_device)
+    plans: dict[tuple[str, str], list[Shard]] = {}
+    paths: dict[tuple[str, str], Path] = {}
+    for model in models:
+        net = ctx.networks[model]
+        names = [c.name for c in net.cuts]
+        for split in ("train", "val", "test"):
+            path = cache_path(cache, net.traced, names, ctx.dataset, split, net.weights_hash, views, seed, device)
+            if not path.is_file():
+                batches = -(-len(ctx.dataset.splits[split]) // BATCH)
+                plans[model, split] = plan_shards(ctx.dataset, split, views, BATCH,
+                                                  shard_batches(batches, ctx.executor.slots()))
+                paths[model, split] = path
+    jobs = [ShardJob(model, shard) for (model, _), shards in plans.items() for shard in shards]
+    if not jobs:
+        return
+    extractors = {m: (ctx.networks[m].traced, [c.name for c in ctx.networks[m].cuts]) for m, _ in plans}
+    fn = partial(run_shard_job, extractors, ctx.dataset, seed, device)
+    done: dict[tuple[str, str], dict[Shard, CutFeatures]] = {}
+    models_todo = len({m for m, _ in plans})
+    with ctx.reporter.bar(f"caching features: {len(jobs)} shards of {models_todo} backbones "
+                          f"({ctx.executor.name})", len(jobs)) as advance:
+        for job, part in ctx.executor.run(fn, jobs, Resources(gpus=1.0 if device.startswith("cuda") else 0.0)):
+            key = (job.model, job.shard.split)
+            done.setdefault(key, {})[job.shard] = part
+            if len(done[key]) == len(plans[key]):
+                parts = done.pop(key)
+                save_cached(paths[key], join_shards([parts[s] for s in plans[key]]))
+            advance()
+
+
+@dataclass(frozen=True)
 class ProbeJob:
     """Train one candidate's head on its backbone's cached features."""
 
     candidate: Candidate
+    config: TrainConfig
+    reads: tuple[str, ...] = ()  # Head2Toe: the cuts its head reads (every cut up to the candidate's)
 
 
-def run_probe_job(ctx: RunContext, cached: Features, job: ProbeJob) -> HeadResult:
+def run_probe_job(cached: Features, num_classes: int, job: ProbeJob) -> HeadResult:
     """The trained head of one candidate and its validation/test metrics."""
-    c = job.candidate
     (tx, ty), (vx, vy), (sx, sy) = cached["train"], cached["val"], cached["test"]
-    config = ctx.config.train_config(ctx.config.head_kind(c.id.head))
-    if c.id.multi:
-        reads = [cut.name for cut in ctx.networks[c.model].cuts if cut.index <= c.cut.index]
-        return fit_multi_head(tx, ty, vx, vy, reads, ctx.dataset.num_classes, config, sx, sy)
-    cut = c.cut.name
-    return fit_head(tx[cut], ty, vx[cut], vy, ctx.dataset.num_classes, config, sx[cut], sy)
+    if job.candidate.id.multi:
+        return fit_multi_head(tx, ty, vx, vy, list(job.reads), num_classes, job.config, sx, sy)
+    cut = job.candidate.cut.name
+    return fit_head(tx[cut], ty, vx[cut], vy, num_classes, job.config, sx[cut], sy)
+
+
+def probe_job(ctx: RunContext, candidate: Candidate) -> ProbeJob:
+    """A candidate's probe job: its head's training settings, and the cuts a Head2Toe head reads."""
+    reads = tuple(cut.name for cut in ctx.networks[candidate.model].cuts if cut.index <= candidate.cut.index) \
+        if candidate.id.multi else ()
+    return ProbeJob(candidate, ctx.config.train_config(ctx.config.head_kind(candidate.id.head)), reads)
 
 
 def _score_quantized(ctx: RunContext, candidate: Candidate, fit: HeadResult
@@ -115,12 +186,13 @@ def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRe
             records[key] = stored
         else:
             todo.setdefault((c.model, feature_source(c), c.id.precision), {})[key] = c
+    prepare_features(ctx, list(dict.fromkeys(model for model, _, precision in todo if precision == "fp32")))
     for (model, source, precision), candidates in todo.items():
         cached = features(ctx, ctx.networks[model], source, precision)
-        jobs = [ProbeJob(c) for c in candidates.values()]
+        jobs = [probe_job(ctx, c) for c in candidates.values()]
         label = model + (f" ({precision}, {source})" if source else "")
         with ctx.reporter.bar(f"training {len(jobs)} heads of {label}", len(jobs)) as advance:
-            for job, fit in ctx.executor.run(partial(run_probe_job, ctx, cached), jobs):
+            for job, fit in ctx.executor.run(partial(run_probe_job, cached, ctx.dataset.num_classes), jobs):
                 val, test, seconds = fit.val, fit.test, fit.seconds
                 if precision != "fp32":
                     val, test, seconds = _score_quantized(ctx, job.candidate, fit)

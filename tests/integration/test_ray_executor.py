@@ -1,0 +1,170 @@
+"""The Ray executor on a real local cluster: a head and a second worker node started with `ray start` on 127.0.0.1,
+token authentication on (a token of the test's own, not the user's). An exploration through it gives the local
+executor's choices and accuracies; a Ray worker killed during feature extraction is retried and the run completes
+with the same result, nothing written twice; a cluster that is not there is a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="netcut[ray] is installed by `make test`")
+
+RAY = str(Path(sys.executable).with_name("ray"))
+EXE = str(Path(sys.executable).with_name("netcut"))
+# fine-tuning included (two epochs of the two best probes and the baseline): every stage that runs jobs is compared
+BASE = ["explore", "--models", "efficientnet_lite0,efficientnet_lite1", "--data", "digits", "--input-size", "32",
+        "--limit-train", "300", "--limit-test", "150", "--repeats", "3", "--warmup", "1", "--threads", "1",
+        "--epochs", "15", "--deadline", "1000", "--json", "--no-report", "--fine-tune-epochs", "2",
+        "--fine-tune-top", "2", "--budget", "10m"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_processes(marker: str) -> list[int]:
+    """Pids of the processes whose command line mentions `marker` (the cluster's temp dir or a task's title)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def with_descendants(pids: list[int]) -> list[int]:
+    """The processes and every process below them (Ray's agents retitle themselves: their command lines no longer
+    name the cluster)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = set(pids), list(pids)
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in found]
+        found.update(children)
+        frontier.extend(children)
+    return sorted(found)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A two-node Ray cluster on loopback: (address, environment to reach it)."""
+    root = Path(tempfile.mkdtemp(prefix="ncray"))  # short: Ray's socket paths live under it
+    token = root / "token"
+    token.write_text(secrets.token_hex(16))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+           "RAY_BACKEND_LOG_LEVEL": "error"}
+    port = free_port()
+    node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=150000000",
+            "--disable-usage-stats"]
+    try:
+        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
+                        f"--temp-dir={root / 't'}", *node], env=env, check=True, capture_output=True, timeout=180)
+        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *node], env=env, check=True,
+                       capture_output=True, timeout=180)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        # only this cluster's processes and their children (`ray stop` would stop every Ray on the machine)
+        for pid in with_descendants(ray_processes(str(root))):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("local")
+    result = subprocess.run([EXE, *BASE, "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return run_dir, json.loads(result.stdout)
+
+
+def stored(run_dir: Path) -> list[tuple]:
+    """Every trained record of a run: what, and how well (sorted)."""
+    db = sqlite3.connect(run_dir / "netcut.sqlite")
+    rows = db.execute("SELECT key, backbone, cut, finetune_blocks, val_score, test_score FROM candidates").fetchall()
+    db.close()
+    return sorted(rows)
+
+
+def choices(result: dict) -> dict:
+    """What was chosen and the baselines, with their accuracies."""
+    fields = ("model", "cut", "accuracy", "val_score", "fine_tune_epochs")
+    return {k: {f: result[k][f] for f in fields} if result[k] else None
+            for k in ("chosen", "best_off_the_shelf", "best_off_the_shelf_fine_tuned")}
+
+
+def test_an_exploration_on_the_cluster_equals_the_local_one(cluster, local_run, tmp_path):
+    address, env = cluster
+    local_dir, local = local_run
+    result = subprocess.run([EXE, *BASE, "--run-dir", str(tmp_path), "--executor", "ray", "--ray-address", address],
+                            capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr
+    on_ray = json.loads(result.stdout)
+    assert on_ray["environment"]["executor"]["nodes"] == 2
+    assert choices(on_ray) == choices(local)
+    records = stored(tmp_path)
+    assert records == stored(local_dir)  # every probe and fine-tuned record, bit for bit
+    assert any(r[3] != 0 for r in records)  # fine-tuned ones among them
+
+
+def test_a_worker_killed_during_feature_extraction_is_retried(cluster, local_run, tmp_path):
+    address, env = cluster
+    local_dir, local = local_run
+    run = subprocess.Popen([EXE, *BASE, "--run-dir", str(tmp_path), "--executor", "ray", "--ray-address", address],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and run.poll() is None and time.monotonic() < deadline:
+        # a Ray worker running one of netcut's jobs is titled after the task; the first jobs are feature shards
+        busy = ray_processes("ray::_call")
+        if busy:
+            os.kill(busy[0], 9)
+            killed = busy[0]
+        time.sleep(0.02)
+    out, err = run.communicate(timeout=900)
+    assert killed is not None, "no task was seen running"
+    assert run.returncode == 0, err
+    assert "while executing a task" in err  # Ray saw the task's worker die (and ran the task again)
+    assert choices(json.loads(out)) == choices(local)
+    records = stored(tmp_path)
+    assert records == stored(local_dir)
+    assert len({r[0] for r in records}) == len(records)  # nothing written twice
+
+
+def test_no_cluster_at_the_address_is_a_clear_error(tmp_path):
+    result = subprocess.run([EXE, *BASE, "--run-dir", str(tmp_path), "--executor", "ray", "--ray-address",
+                             f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no Ray cluster answers" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "netcut.sqlite").exists()
+
+
+def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path):
+    result = subprocess.run([EXE, *BASE, "--run-dir", str(tmp_path), "--ray-address", "127.0.0.1:6379"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--ray-address needs --executor ray" in result.stderr
