@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from netcut.search.ray_local import LocalRayCluster, free_port, processes_mentioning
 
 pytest.importorskip("ray", reason="netcut[ray] is installed by `make test`")
 
@@ -30,69 +28,11 @@ BASE = ["explore", "--models", "efficientnet_lite0,efficientnet_lite1", "--data"
         "--fine-tune-top", "2", "--budget", "10m"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ray_processes(marker: str) -> list[int]:
-    """Pids of the processes whose command line mentions `marker` (the cluster's temp dir or a task's title)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def with_descendants(pids: list[int]) -> list[int]:
-    """The processes and every process below them (Ray's agents retitle themselves: their command lines no longer
-    name the cluster)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = set(pids), list(pids)
-    while frontier:
-        parent = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == parent and p not in found]
-        found.update(children)
-        frontier.extend(children)
-    return sorted(found)
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A two-node Ray cluster on loopback: (address, environment to reach it)."""
-    root = Path(tempfile.mkdtemp(prefix="ncray"))  # short: Ray's socket paths live under it
-    token = root / "token"
-    token.write_text(secrets.token_hex(16))
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-           "RAY_BACKEND_LOG_LEVEL": "error"}
-    port = free_port()
-    node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=150000000",
-            "--disable-usage-stats"]
-    try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                        f"--temp-dir={root / 't'}", *node], env=env, check=True, capture_output=True, timeout=180)
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *node], env=env, check=True,
-                       capture_output=True, timeout=180)
-        yield f"127.0.0.1:{port}", env
-    finally:
-        # only this cluster's processes and their children (`ray stop` would stop every Ray on the machine)
-        for pid in with_descendants(ray_processes(str(root))):
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(root, ignore_errors=True)
+    with LocalRayCluster(nodes=2) as c:
+        yield c.address, c.env
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +81,7 @@ def test_a_worker_killed_during_feature_extraction_is_retried(cluster, local_run
     deadline = time.monotonic() + 300
     while killed is None and run.poll() is None and time.monotonic() < deadline:
         # a Ray worker running one of netcut's jobs is titled after the task; the first jobs are feature shards
-        busy = ray_processes("ray::_call")
+        busy = processes_mentioning("ray::_call")
         if busy:
             os.kill(busy[0], 9)
             killed = busy[0]

@@ -29,7 +29,7 @@ from netcut.search.latency import estimate_latencies
 from netcut.search.proposals import propose, union
 from netcut.search.results import Candidate, Deadline, Decision, ExploreResult, TrainingRecord
 from netcut.search.snapshot import save_snapshot
-from netcut.search.training import train_probes
+from netcut.search.training import prepare_probe_features, train_probes
 from netcut.search.verify import measure_candidate
 from netcut.store import ResultStore, run_lock
 from netcut.types import CandidateId, Percentiles
@@ -70,6 +70,8 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
         candidates = estimate_latencies(ctx)
     deadlines = [Deadline(d, config.percentile, config.margin, config.max_model_mb) for d in config.deadlines]
     proposals = [propose(candidates, d, config.strategy, config.top_k) for d in deadlines]
+    with clock("features"):
+        prepare_probe_features(ctx, union(proposals))
     with clock("probes"):
         probes = train_probes(ctx, union(proposals))
     records = {r.key: r for r in probes}
@@ -149,8 +151,9 @@ class Explorer:
 
 def explore(models: list[Any] | tuple[Any, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"),
             data: str | Dataset = "fashion-mnist", deadline: float | list[float] = 12.0, reporter: Reporter = QUIET,
-            **options: Any) -> ExploreResult:
-    """Python API: models are names or nn.Modules/Backbones, data a name/path or a netcut Dataset."""
+            executor: Executor | None = None, **options: Any) -> ExploreResult:
+    """Python API: models are names or nn.Modules/Backbones, data a name/path or a netcut Dataset; executor: where
+    the jobs run (default here; `RayExecutor(address)` for a Ray cluster)."""
     deadlines = tuple(sorted(deadline if isinstance(deadline, (list, tuple)) else [deadline]))
     backbones = None
     if any(not isinstance(m, str) for m in models):
@@ -160,4 +163,4 @@ def explore(models: list[Any] | tuple[Any, ...] = ("efficientnet_lite0", "effici
     dataset = data if isinstance(data, Dataset) else None
     config = ExploreConfig(models=names, data=data if isinstance(data, str) else data.name, deadlines=deadlines,
                            **options)
-    return Explorer(config, reporter, backbones, dataset).run()
+    return Explorer(config, reporter, backbones, dataset, executor).run()

@@ -174,11 +174,13 @@ def _score_quantized(ctx: RunContext, candidate: Candidate, fit: HeadResult
     return val, test, fit.seconds + time.perf_counter() - start
 
 
-def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRecord]:
-    """The probe records of the proposals (fp32 records serve every backend): from the store, or trained now and
-    stored one by one."""
+Untrained = dict[tuple[str, str, str], dict[str, Candidate]]  # (model, feature source, precision) -> by key
+
+
+def untrained(ctx: RunContext, proposals: list[Candidate]) -> tuple[dict[str, TrainingRecord], Untrained]:
+    """The proposals' stored probe records (fp32 records serve every backend), and the proposals still to train."""
     records: dict[str, TrainingRecord] = {}
-    todo: dict[tuple[str, str, str], dict[str, Candidate]] = {}  # (model, feature source, precision) -> by key
+    todo: Untrained = {}
     for c in proposals:
         key = record_key(ctx, c)
         stored = records.get(key) or ctx.store.get_record(key)
@@ -186,7 +188,22 @@ def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRe
             records[key] = stored
         else:
             todo.setdefault((c.model, feature_source(c), c.id.precision), {})[key] = c
+    return records, todo
+
+
+def prepare_probe_features(ctx: RunContext, proposals: list[Candidate]) -> None:
+    """Cache the fp32 features the untrained proposals need (the executor's first stage)."""
+    _prepare(ctx, untrained(ctx, proposals)[1])
+
+
+def _prepare(ctx: RunContext, todo: Untrained) -> None:
     prepare_features(ctx, list(dict.fromkeys(model for model, _, precision in todo if precision == "fp32")))
+
+
+def train_probes(ctx: RunContext, proposals: list[Candidate]) -> list[TrainingRecord]:
+    """The probe records of the proposals: from the store, or trained now and stored one by one."""
+    records, todo = untrained(ctx, proposals)
+    _prepare(ctx, todo)  # nothing left to do after prepare_probe_features
     for (model, source, precision), candidates in todo.items():
         cached = features(ctx, ctx.networks[model], source, precision)
         jobs = [probe_job(ctx, c) for c in candidates.values()]
