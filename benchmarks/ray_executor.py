@@ -5,8 +5,10 @@ Workload (issue 14's): four backbones (EfficientNet-Lite0/1/2 with their ImageNe
 random weights: only the work matters) × 20,000 Fashion-MNIST training images at 64 px (+ val and test), linear
 probes at NetCut's proposals, no fine-tuning. Latency estimates come from one latency-only pass whose store every
 timed run starts from, so the runs compare the stages an executor runs (feature extraction, head training).
-Runs alternate local, Ray, Ray, local (--rounds 2), each a `netcut explore` process of its own in a fresh run
-directory. The cluster: `ray start` head + one worker node on 127.0.0.1, one CPU each (netcut.search.ray_local).
+Three settings, each a `netcut explore` process of its own in a fresh run directory, in turn (--rounds times):
+local with torch on both cores (the default here), local with --train-threads 1, and Ray with --train-threads 1 on
+a cluster of a head and one worker node on 127.0.0.1, one CPU each (netcut.search.ray_local). Ray's results must be
+bitwise those of the local run with the same --train-threads.
 
 Overhead per task: 200 jobs that do nothing, through the Ray executor (payload-free, and with a 19 MB payload as a
 backbone's weights are), minus the same through the local executor, per job.
@@ -32,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write  # noqa: E402
 
 MODELS = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,torchvision:mobilenet_v3_large"
+SETTINGS = {"local, 2 threads": [], "local, 1 thread": ["--train-threads", "1"],
+            "Ray, 2 nodes x 1 thread": ["--executor", "ray", "--train-threads", "1"]}
 
 
 def command(args: argparse.Namespace, run_dir: Path) -> list[str]:
@@ -77,7 +81,7 @@ def overhead(address: str, env: dict, jobs: int) -> dict:
 
     os.environ.update(env)
     out = {}
-    ray = RayExecutor(address)
+    ray = RayExecutor(address, threads=1)  # the nodes have one CPU each
     try:
         for name, fn in (("empty", nothing), ("payload_19mb", partial(carrying, bytes(19_000_000)))):
             list(ray.run(fn, list(range(4))))  # workers started and warm
@@ -97,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit-train", type=int, default=20000)
     parser.add_argument("--limit-test", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=2, help="local/Ray pairs, alternating (default 2)")
+    parser.add_argument("--rounds", type=int, default=1, help="times each setting runs, in turn (default 1)")
     parser.add_argument("--name", default="ray_executor")
     args = parser.parse_args()
 
@@ -109,13 +113,13 @@ def main() -> None:
     explore(command(args, template) + ["--limit-train", "200"])  # latency records only matter: tiny training
     runs: list[dict] = []
     with LocalRayCluster(nodes=2, cpus_per_node=1, object_store_bytes=1_000_000_000) as cluster:
-        order = [e for i in range(args.rounds) for e in (("local", "ray") if i % 2 == 0 else ("ray", "local"))]
+        order = [s for _ in range(args.rounds) for s in SETTINGS]
         for i, executor in enumerate(order):
             run_dir = tmp / f"run{i}"
             run_dir.mkdir()
             shutil.copy(template / "netcut.sqlite", run_dir / "netcut.sqlite")
-            argv = command(args, run_dir) + (["--executor", "ray", "--ray-address", cluster.address]
-                                             if executor == "ray" else [])
+            argv = command(args, run_dir) + SETTINGS[executor] + (
+                ["--ray-address", cluster.address] if "ray" in executor else [])
             print(f"run {i + 1}/{len(order)}: {executor} ...", flush=True)
             result, seconds = explore(argv, cluster.env)
             runs.append({"executor": executor, "wall_s": seconds, "stages": result["stage_seconds"],
@@ -127,30 +131,39 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
     def median(executor: str, stage: str | None) -> float:
+        """The median wall seconds of a setting's runs (whole run, or one stage)."""
         values = [r["wall_s"] if stage is None else r["stages"].get(stage, 0.0)
                   for r in runs if r["executor"] == executor]
         return float(np.median(values))
 
-    identical = all(r["outcome"] == runs[0]["outcome"] for r in runs)
+    ray, local1, local2 = SETTINGS
+    identical = all(r["outcome"] == runs[1]["outcome"] for r in runs if r["executor"] in (ray, local1))
+    same_as_default = all(r["outcome"] == runs[0]["outcome"] for r in runs)
     rows = []
     for stage in ("features", "probes", None):
-        local, ray = median("local", stage), median("ray", stage)
-        rows.append({"stage": stage or "whole run", "local_s": local, "ray_s": ray, "speedup": local / ray})
+        row = {"stage": stage or "whole run", **{s: median(s, stage) for s in SETTINGS}}
+        row["speedup_vs_1_thread"] = row[local1] / row[ray]
+        row["speedup_vs_2_threads"] = row[local2] / row[ray]
+        rows.append(row)
     data = {"machine": machine(), "models": MODELS, "limit_train": args.limit_train, "input_size": 64,
-            "runs": runs, "stages": rows, "identical": identical, "overhead": costs}
+            "runs": runs, "stages": rows, "identical_ray_vs_local_same_threads": identical,
+            "same_choices_all_settings": same_as_default, "overhead": costs}
     lines = ["# The Ray executor against the local one", "", "{header}",
              f"Workload: {MODELS.replace(',', ', ')} (random weights for MobileNetV3), Fashion-MNIST "
-             f"{runs[0]['images']} images at 64 px, linear probes at NetCut's proposals, no fine-tuning. Ray: a head "
-             "and one worker node on 127.0.0.1, one CPU each, every job with the driver's torch thread count (so "
-             "results are bitwise the local executor's). Runs alternate; medians of "
-             f"{args.rounds} per executor.", "",
-             "| stage | local (s) | Ray, 2 nodes (s) | speed-up |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['stage']} | {r['local_s']:.1f} | {r['ray_s']:.1f} | {r['speedup']:.2f}x |" for r in rows]
-    lines += ["", f"Same choice, baseline and accuracies in every run: **{'yes' if identical else 'NO'}**.", "",
-              "Overhead per task (200 jobs that do nothing, Ray minus local):", ""]
-    lines += [f"- {name}: {c['per_job_ms']:.1f} ms per job ({c['ray_s']:.2f} s for {c['jobs']} on Ray, "
+             f"{runs[0]['images']} images at 64 px, linear probes at NetCut's proposals, no fine-tuning; latency "
+             "estimates shared from one earlier pass. Ray: a head and one worker node on 127.0.0.1 of this one "
+             f"2-core machine, one CPU each. Medians of {args.rounds} run(s) per setting, settings in turn.", "",
+             f"| stage | {local2} (s) | {local1} (s) | {ray} (s) | Ray vs local 1 thread | Ray vs local 2 threads |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['stage']} | {r[local2]:.1f} | {r[local1]:.1f} | {r[ray]:.1f} | "
+              f"{r['speedup_vs_1_thread']:.2f}x | {r['speedup_vs_2_threads']:.2f}x |" for r in rows]
+    lines += ["", f"Ray's choices, baseline and accuracies identical to the local run with the same --train-threads: "
+              f"**{'yes' if identical else 'NO'}**; the same across all three settings: "
+              f"{'yes' if same_as_default else 'no (features differ in the last bits between thread counts)'}.", "",
+              "Overhead per task (200 jobs that do nothing, Ray minus local, per job):", ""]
+    lines += [f"- {name}: {c['per_job_ms']:.1f} ms ({c['ray_s']:.2f} s for {c['jobs']} on Ray, "
               f"{c['local_s']:.3f} s locally)" for name, c in costs.items()]
-    lines += ["", "Every run:", "", "| # | executor | wall (s) | features (s) | probes (s) | latency (s) |",
+    lines += ["", "Every run:", "", "| # | setting | wall (s) | features (s) | probes (s) | latency (s) |",
               "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {i + 1} | {r['executor']} | {r['wall_s']:.1f} | {r['stages'].get('features', 0):.1f} | "
               f"{r['stages'].get('probes', 0):.1f} | {r['stages'].get('latency', 0):.1f} |"

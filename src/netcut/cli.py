@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where feature extraction, head training and fine-tuning run: local (this process, default) "
                         "or ray (as Ray tasks; the same result; needs netcut[ray])")
+    p.add_argument("--train-threads", type=_positive_int, default=None, metavar="N",
+                   help="torch threads of feature extraction, head training and fine-tuning, in every job wherever it "
+                        "runs (default: this machine's cores); runs with the same N give bitwise the same results")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="the Ray cluster to join, e.g. 127.0.0.1:6379 or auto (default with --executor ray: start "
                         "a Ray instance on this machine for the run)")
@@ -461,7 +464,7 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         calibration_images=args.calibration_images,
         strategy=args.strategy, granularity=args.granularity, fine_tune_blocks=args.fine_tune_blocks,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
-        train_device=args.train_device,
+        train_device=args.train_device, train_threads=args.train_threads,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
         seed=args.seed, run_dir=args.run_dir, threads=args.threads,
         timing_tolerance_pct=args.timing_tolerance, devices=tuple(args.device or ()),

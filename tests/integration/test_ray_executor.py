@@ -25,7 +25,7 @@ EXE = str(Path(sys.executable).with_name("netcut"))
 BASE = ["explore", "--models", "efficientnet_lite0,efficientnet_lite1", "--data", "digits", "--input-size", "32",
         "--limit-train", "300", "--limit-test", "150", "--repeats", "3", "--warmup", "1", "--threads", "1",
         "--epochs", "15", "--deadline", "1000", "--json", "--no-report", "--fine-tune-epochs", "2",
-        "--fine-tune-top", "2", "--budget", "10m"]
+        "--fine-tune-top", "2", "--budget", "10m", "--train-threads", "1"]  # the nodes have one CPU each
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,17 @@ def test_a_worker_killed_during_feature_extraction_is_retried(cluster, local_run
     records = stored(tmp_path)
     assert records == stored(local_dir)
     assert len({r[0] for r in records}) == len(records)  # nothing written twice
+
+
+def test_more_threads_per_job_than_any_node_has_is_a_clear_error(cluster, tmp_path):
+    address, env = cluster
+    assert BASE[-2:] == ["--train-threads", "1"]
+    argv = BASE[:-2] + ["--train-threads", "2"]
+    result = subprocess.run([EXE, *argv, "--run-dir", str(tmp_path), "--executor", "ray", "--ray-address", address],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "largest node has 1 CPUs" in result.stderr and "--train-threads 1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_no_cluster_at_the_address_is_a_clear_error(tmp_path):

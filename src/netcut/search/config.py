@@ -47,6 +47,7 @@ class ExploreConfig:
     fine_tune_top: int = 4  # per deadline, how many of the best probes start successive halving
     budget_s: float | None = None  # wall time for fine-tuning, all deadlines together; None: no limit
     train_device: str = "cpu"  # cpu, cuda or auto: feature extraction and fine-tuning (not latency)
+    train_threads: int | None = None  # torch threads of training work, wherever it runs; None: this machine's cores
     top_k: int = 3
     input_size: int | None = None
     limit_train: int | None = None
@@ -95,6 +96,8 @@ class ExploreConfig:
             raise NetcutError(f"unknown head {', '.join(self.heads)!r}", f"use {' or '.join(HEAD_KINDS)} (or both)")
         if self.head_features < 1:
             raise NetcutError(f"head-features must be ≥ 1, got {self.head_features}", "pass e.g. --head-features 512")
+        if self.train_threads is not None and self.train_threads < 1:
+            raise NetcutError(f"--train-threads must be ≥ 1, got {self.train_threads}", "pass e.g. --train-threads 2")
         if self.train_device not in TRAIN_DEVICES:
             raise NetcutError(f"unknown train device {self.train_device!r}", f"use one of: {', '.join(TRAIN_DEVICES)}")
         if resolve_device(self.train_device) == "cuda" and not cuda_available():

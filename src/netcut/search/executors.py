@@ -72,11 +72,22 @@ class LocalExecutor:
         """Nothing to release."""
 
 
-def _call(fn: Callable[[Any], Any], job: Any, threads: int) -> Any:
+_STAGE_FUNCTION: dict[str, Callable[[Any], Any]] = {}  # in a Ray worker: the current stage's fn, by object id
+
+
+def _call(fn_box: list[Any], job: Any, threads: int) -> Any:
     """A job in a Ray worker, with the driver's torch thread count: float results depend on it, and the same
-    count everywhere makes a cluster's features and heads bitwise those of a local run."""
+    count everywhere makes a cluster's features and heads bitwise those of a local run. The stage's fn (backbones,
+    data, features: up to hundreds of MB) is fetched and unpickled once per worker and stage, not once per job:
+    it comes as an object reference in a list, which Ray leaves unresolved."""
+    import ray
     import torch
 
+    ref = fn_box[0]
+    fn = _STAGE_FUNCTION.get(ref.hex())
+    if fn is None:
+        _STAGE_FUNCTION.clear()  # the previous stage's is done with
+        fn = _STAGE_FUNCTION[ref.hex()] = ray.get(ref)
     torch.set_num_threads(threads)
     return fn(job)
 
@@ -122,10 +133,12 @@ class RayExecutor:
             return
         ray = self._ray
         threads = self.threads or torch.get_num_threads()
+        self._check_fits(threads)
         fn_ref = ray.put(fn)
-        remote = self._remote.options(num_cpus=1, num_gpus=resources.gpus, resources=dict(resources.custom),
+        # a job asks for as many CPUs as it runs threads: more jobs than cores on a node would share them
+        remote = self._remote.options(num_cpus=threads, num_gpus=resources.gpus, resources=dict(resources.custom),
                                       max_retries=TASK_RETRIES, retry_exceptions=False)
-        pending = {remote.remote(fn_ref, job, threads): job for job in jobs}
+        pending = {remote.remote([fn_ref], job, threads): job for job in jobs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -136,9 +149,24 @@ class RayExecutor:
             for ref in pending:  # the caller stopped early (an error, Ctrl-C): nothing keeps running for it
                 ray.cancel(ref, force=True)
 
+    def _node_cpus(self) -> list[int]:
+        return [int(n.get("Resources", {}).get("CPU", 0)) for n in self._ray.nodes() if n.get("Alive")]
+
+    def _check_fits(self, threads: int) -> None:
+        """Refuse a thread count no node can give a job (Ray would wait for such a node forever)."""
+        largest = max(self._node_cpus(), default=0)
+        if largest < threads:
+            raise NetcutError(f"each job runs {threads} torch threads (--train-threads) but the Ray cluster's "
+                              f"largest node has {largest} CPUs",
+                              f"use --train-threads {max(largest, 1)} (results are identical to a local run with "
+                              "the same --train-threads), or add larger nodes")
+
     def slots(self) -> int:
-        """The cluster's CPUs: how many one-CPU jobs run at once."""
-        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+        """How many jobs run at once: per node, its CPUs over the jobs' threads."""
+        import torch
+
+        threads = self.threads or torch.get_num_threads()
+        return max(1, sum(cpus // threads for cpus in self._node_cpus()))
 
     def describe(self) -> dict[str, Any]:
         """The cluster: its address, nodes and resources."""

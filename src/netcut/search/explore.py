@@ -117,9 +117,10 @@ class Explorer:
     def run(self) -> ExploreResult:
         """Explore every deadline; everything is stored in the run directory as it completes."""
         started = time.perf_counter()
-        # training runs on every core of this machine whatever --threads says (that is the deployment's, timed in the
-        # runtime workers); one fixed count, whichever steps a resumed run skips, keeps features bitwise reproducible
-        torch.set_num_threads(os.cpu_count() or 1)
+        # training runs on every core of this machine (or --train-threads) whatever --threads says (that is the
+        # deployment's, timed in the runtime workers); one fixed count, whichever steps a resumed run skips and
+        # wherever a job runs (Ray tasks take the driver's), keeps features and heads bitwise reproducible
+        torch.set_num_threads(self.config.train_threads or os.cpu_count() or 1)
         dataset, networks = self._inputs()
         with ExitStack() as stack:
             devices = self._device_pools(stack)

@@ -26,17 +26,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def processes_cmdline(pid: int) -> str:
+    """A process's command line, words separated by spaces and ending with one ("" when it is gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def processes_mentioning(marker: str) -> list[int]:
     """Pids of the processes whose command line contains `marker`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and marker in processes_cmdline(
+        int(e.name))]
 
 
 def with_descendants(pids: list[int]) -> list[int]:
@@ -98,7 +99,10 @@ class LocalRayCluster:
 
     def stop(self) -> None:
         """Kill this cluster's processes (only them: `ray stop` stops every Ray on the machine); remove its files."""
-        for pid in with_descendants(processes_mentioning(str(self.root))):
+        port = f":{self.address.rsplit(':', 1)[1]} "  # the client server names only the head's address
+        ours = processes_mentioning(str(self.root)) + [p for p in processes_mentioning(port)
+                                                       if "ray" in processes_cmdline(p)]
+        for pid in with_descendants(ours):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
