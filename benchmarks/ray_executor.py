@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, write  # noqa: E402
+from _common import DOCS, machine, write  # noqa: E402
 
 MODELS = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,torchvision:mobilenet_v3_large"
 SETTINGS = {"local, 2 threads": [], "local, 1 thread": ["--train-threads", "1"],
@@ -97,13 +97,64 @@ def overhead(address: str, env: dict, jobs: int) -> dict:
     return out
 
 
+def report(data: dict) -> tuple[dict, str]:
+    """The data with its summary (medians per stage and setting, speed-ups, identity of results) and the markdown."""
+    runs = data["runs"]
+    local2, local1, ray = SETTINGS
+
+    def median(setting: str, stage: str | None) -> float:
+        """The median wall seconds of a setting's runs (whole run, or one stage)."""
+        return float(np.median([r["wall_s"] if stage is None else r["stages"].get(stage, 0.0)
+                                for r in runs if r["executor"] == setting]))
+
+    reference = next(r["outcome"] for r in runs if r["executor"] == local1)
+    identical = all(r["outcome"] == reference for r in runs if r["executor"] in (ray, local1))
+    same_everywhere = all(r["outcome"] == reference for r in runs)
+    rows = []
+    for stage in ("features", "probes", None):
+        row = {"stage": stage or "whole run", **{s: median(s, stage) for s in SETTINGS}}
+        row["speedup_vs_1_thread"] = row[local1] / row[ray]
+        row["speedup_vs_2_threads"] = row[local2] / row[ray]
+        rows.append(row)
+    data = {**data, "stages": rows, "identical_ray_vs_local_same_threads": identical,
+            "same_choices_all_settings": same_everywhere}
+    sizes = runs[0]["images"]
+    lines = ["# The Ray executor against the local one", "", "{header}",
+             f"Workload: {MODELS.replace(',', ', ')} (random weights for MobileNetV3), Fashion-MNIST at 64 px: "
+             f"{sizes['train']:,} training, {sizes['val']:,} validation and {sizes['test']:,} test images; linear "
+             "probes at NetCut's proposals, no fine-tuning; latency estimates shared from one earlier pass. Ray: a "
+             "head and one worker node on 127.0.0.1 of this one 2-core machine, one CPU each, `--train-threads 1`. "
+             f"Medians of {data['rounds']} run(s) per setting, the settings in turn.", "",
+             f"| stage | {local2} (s) | {local1} (s) | {ray} (s) | Ray vs local 1 thread | Ray vs local 2 threads |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['stage']} | {r[local2]:.1f} | {r[local1]:.1f} | {r[ray]:.1f} | "
+              f"{r['speedup_vs_1_thread']:.2f}x | {r['speedup_vs_2_threads']:.2f}x |" for r in rows]
+    lines += ["", "Ray's choice, baseline and frontier (with their accuracies) identical to the local run with the "
+              f"same `--train-threads`: **{'yes' if identical else 'NO'}**; the same in all three settings: "
+              f"{'yes' if same_everywhere else 'no (features differ in the last bits between thread counts)'}.", "",
+              "Overhead per task (200 jobs that do nothing, Ray minus local, per job):", ""]
+    lines += [f"- {name}: {c['per_job_ms']:.1f} ms ({c['ray_s']:.2f} s for {c['jobs']} on Ray, "
+              f"{c['local_s']:.3f} s locally)" for name, c in data["overhead"].items()]
+    lines += ["", "Every run:", "", "| # | setting | wall (s) | features (s) | probes (s) | latency (s) |",
+              "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {i + 1} | {r['executor']} | {r['wall_s']:.1f} | {r['stages'].get('features', 0):.1f} | "
+              f"{r['stages'].get('probes', 0):.1f} | {r['stages'].get('latency', 0):.1f} |"
+              for i, r in enumerate(runs)]
+    return data, "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit-train", type=int, default=20000)
     parser.add_argument("--limit-test", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=1, help="times each setting runs, in turn (default 1)")
     parser.add_argument("--name", default="ray_executor")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="only rewrite docs/NAME.md from the measured docs/NAME.json")
     args = parser.parse_args()
+    if args.rewrite:
+        write(args.name, *report(json.loads((DOCS / f"{args.name}.json").read_text())))
+        return
 
     from netcut.search.ray_local import LocalRayCluster
 
@@ -130,45 +181,9 @@ def main() -> None:
         costs = overhead(cluster.address, cluster.env, 200)
     shutil.rmtree(tmp, ignore_errors=True)
 
-    def median(executor: str, stage: str | None) -> float:
-        """The median wall seconds of a setting's runs (whole run, or one stage)."""
-        values = [r["wall_s"] if stage is None else r["stages"].get(stage, 0.0)
-                  for r in runs if r["executor"] == executor]
-        return float(np.median(values))
-
-    ray, local1, local2 = SETTINGS
-    identical = all(r["outcome"] == runs[1]["outcome"] for r in runs if r["executor"] in (ray, local1))
-    same_as_default = all(r["outcome"] == runs[0]["outcome"] for r in runs)
-    rows = []
-    for stage in ("features", "probes", None):
-        row = {"stage": stage or "whole run", **{s: median(s, stage) for s in SETTINGS}}
-        row["speedup_vs_1_thread"] = row[local1] / row[ray]
-        row["speedup_vs_2_threads"] = row[local2] / row[ray]
-        rows.append(row)
     data = {"machine": machine(), "models": MODELS, "limit_train": args.limit_train, "input_size": 64,
-            "runs": runs, "stages": rows, "identical_ray_vs_local_same_threads": identical,
-            "same_choices_all_settings": same_as_default, "overhead": costs}
-    lines = ["# The Ray executor against the local one", "", "{header}",
-             f"Workload: {MODELS.replace(',', ', ')} (random weights for MobileNetV3), Fashion-MNIST "
-             f"{runs[0]['images']} images at 64 px, linear probes at NetCut's proposals, no fine-tuning; latency "
-             "estimates shared from one earlier pass. Ray: a head and one worker node on 127.0.0.1 of this one "
-             f"2-core machine, one CPU each. Medians of {args.rounds} run(s) per setting, settings in turn.", "",
-             f"| stage | {local2} (s) | {local1} (s) | {ray} (s) | Ray vs local 1 thread | Ray vs local 2 threads |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['stage']} | {r[local2]:.1f} | {r[local1]:.1f} | {r[ray]:.1f} | "
-              f"{r['speedup_vs_1_thread']:.2f}x | {r['speedup_vs_2_threads']:.2f}x |" for r in rows]
-    lines += ["", f"Ray's choices, baseline and accuracies identical to the local run with the same --train-threads: "
-              f"**{'yes' if identical else 'NO'}**; the same across all three settings: "
-              f"{'yes' if same_as_default else 'no (features differ in the last bits between thread counts)'}.", "",
-              "Overhead per task (200 jobs that do nothing, Ray minus local, per job):", ""]
-    lines += [f"- {name}: {c['per_job_ms']:.1f} ms ({c['ray_s']:.2f} s for {c['jobs']} on Ray, "
-              f"{c['local_s']:.3f} s locally)" for name, c in costs.items()]
-    lines += ["", "Every run:", "", "| # | setting | wall (s) | features (s) | probes (s) | latency (s) |",
-              "|---|---|---:|---:|---:|---:|"]
-    lines += [f"| {i + 1} | {r['executor']} | {r['wall_s']:.1f} | {r['stages'].get('features', 0):.1f} | "
-              f"{r['stages'].get('probes', 0):.1f} | {r['stages'].get('latency', 0):.1f} |"
-              for i, r in enumerate(runs)]
-    write(args.name, data, "\n".join(lines) + "\n")
+            "rounds": args.rounds, "runs": runs, "overhead": costs}
+    write(args.name, *report(data))
 
 
 if __name__ == "__main__":
