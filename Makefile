@@ -31,6 +31,8 @@ $(STAMP): pyproject.toml agent/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e './agent[onnxruntime,litert,openvino]'
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# Ray in a resolve of its own: resolved together with the rest, pip backtracked to a grpcio with no wheel
+	$(PY) -m pip install --quiet -e '.[ray]'
 	touch $(STAMP)
 
 agent-venv: $(AGENT_STAMP)
