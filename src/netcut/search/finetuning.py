@@ -30,6 +30,8 @@ from netcut.train.finetune import FineTuneConfig, FineTuner, evaluate_images
 from netcut.types import CutPoint
 
 CHECKPOINT = "#checkpoint"
+KEPT_TUNERS = 8  # tuners a process keeps to continue without a rebuild (a rung's entrants of a deadline or two)
+_TUNERS: dict[str, FineTuner] = {}  # record key -> tuner after its last epoch in this process, oldest first
 
 
 def rungs(max_epochs: int) -> list[int]:
@@ -79,10 +81,17 @@ def tuner_for(network: tuple[TracedNetwork, list[CutPoint]], dataset: Dataset, c
 def run_epoch_job(networks: dict[str, tuple[TracedNetwork, list[CutPoint]]], dataset: Dataset,
                   config: FineTuneConfig, head: HeadSpec, job: EpochJob, reporter: Reporter = QUIET
                   ) -> tuple[dict[str, Any], float]:
-    """Train one epoch; the checkpoint after it and the epoch's seconds."""
-    tuner = tuner_for(networks[job.candidate.model], dataset, config, head, job)
+    """Train one epoch; the checkpoint after it and the epoch's seconds. The process keeps the tuner: when its next
+    epoch runs here too (always with the local executor), it continues without being rebuilt from the checkpoint."""
+    epoch = int(job.checkpoint["epoch"]) if job.checkpoint else 0
+    kept = _TUNERS.pop(job.key, None)
+    tuner = kept if kept is not None and kept.epoch == epoch else tuner_for(networks[job.candidate.model], dataset,
+                                                                           config, head, job)
     start = time.perf_counter()
     tuner.train_epoch(reporter)
+    _TUNERS[job.key] = tuner
+    while len(_TUNERS) > KEPT_TUNERS:
+        _TUNERS.pop(next(iter(_TUNERS)))
     return tuner.checkpoint(), time.perf_counter() - start
 
 

@@ -197,8 +197,9 @@ class FineTuner:
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to continue after a kill: weights, optimizer, schedule, epoch, history, best state."""
-        return {"model": {k: v.detach().cpu() for k, v in self.trn.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+        # copies: on the CPU .cpu() is the live tensor itself, and a tuner may train on after its checkpoint is taken
+        return {"model": {k: v.detach().cpu().clone() for k, v in self.trn.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "schedule": self.schedule.state_dict(),
                 "epoch": self.epoch, "history": list(self.history), "best_score": self.best_score,
                 "best_state": self.best_state, "seconds": self.seconds}
 
