@@ -4,7 +4,6 @@ for int8) and fine-tune the best ones."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -85,10 +84,10 @@ class ShardJob:
 
 
 def run_shard_job(extractors: dict[str, tuple[TracedNetwork, list[str]]], dataset: Dataset, seed: int,
-                  device: str, job: ShardJob, advance: Callable[[], None] | None = None) -> CutFeatures:
+                  device: str, job: ShardJob) -> CutFeatures:
     """One shard's pooled features at every cut of its backbone."""
     traced, names = extractors[job.model]
-    return extract_shard(traced, names, dataset, job.shard, seed=seed, device=device, advance=advance)
+    return extract_shard(traced, names, dataset, job.shard, seed=seed, device=device)
 
 
 def shard_batches(batches: int, slots: int) -> int:
