@@ -1,11 +1,13 @@
-"""Do tables measured through the agent agree with `netcut profile` on the same machine, within its repeatability?
+"""Do tables measured through the agent or a Ray device node agree with `netcut profile` on the same machine,
+within its repeatability?
 
 Every block TRN of a few networks (ONNX Runtime fp32, batch 1, one thread: the setting whose timings are stable on
-this 2-core machine) is measured four ways, one after the other, per network: netcut's own worker (local), the
-agent serving over HTTP on 127.0.0.1 (remote, `--device`), the agent running an offline bundle (`netcut-agent run`,
-from its own torch-free environment), and netcut's own worker again (local, repeated: the machine's
-repeatability). Each measures every TRN of the network interleaved; the agreement is per TRN, against the first
-local table.
+this 2-core machine) is measured five ways, one after the other, per network: netcut's own worker (local), the
+agent serving over HTTP on 127.0.0.1 (remote, `--device URL`), the agent running an offline bundle (`netcut-agent
+run`, from its own torch-free environment), a node of a loopback Ray cluster hosting the device (`--device
+ray:bench`: the session runs in an actor on that node), and netcut's own worker again (local, repeated: the
+machine's repeatability). Each measures every TRN of the network interleaved; the agreement is per TRN, against the
+first local table. The Ray cluster (a head and the device's node, netcut.search.ray_local) is up during all five.
 
 Usage: python benchmarks/agent_agreement.py [--networks N1,N2] [--size 96] [--repeats 30] [--threads 1]
 """
@@ -13,6 +15,7 @@ Usage: python benchmarks/agent_agreement.py [--networks N1,N2] [--size 96] [--re
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,10 +30,12 @@ from netcut.graph import trace  # noqa: E402
 from netcut.latency.bundle import write_bundle  # noqa: E402
 from netcut.latency.harness import HarnessConfig  # noqa: E402
 from netcut.latency.profile import profile  # noqa: E402
+from netcut.latency.ray_device import connect as connect_ray  # noqa: E402
 from netcut.latency.remote import connect  # noqa: E402
 from netcut.latency.settings import ProfileSettings  # noqa: E402
 from netcut.latency.table import LatencyTable  # noqa: E402
 from netcut.latency.workers import WorkerPool  # noqa: E402
+from netcut.search.ray_local import LocalRayCluster  # noqa: E402
 
 NETWORKS = ["efficientnet_lite0", "torchvision:mobilenet_v2", "torchvision:resnet18"]
 AGENT = ROOT / ".venv-agent" / "bin" / "netcut-agent"
@@ -64,8 +69,13 @@ def main() -> None:
     url = server.stdout.readline().split("serving on ")[1].split()[0]
     settings = ProfileSettings("onnxruntime", "fp32", "measured",
                                harness=HarnessConfig(repeats=args.repeats, threads=args.threads))
-    rows, pooled = {}, {"remote": [], "bundle": [], "local again": []}
+    rows, pooled = {}, {"remote": [], "bundle": [], "ray": [], "local again": []}
+    cluster = LocalRayCluster(nodes=2, devices=("bench",)).__enter__()
     try:
+        import ray
+
+        os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})  # before ray reads
+        ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
         device = connect(url, str(token))
         for name in args.networks.split(","):
             traced = trace(load_backbone(name, "none" if ":" in name else None), args.size)
@@ -77,18 +87,22 @@ def main() -> None:
             subprocess.run([str(AGENT), "run", str(bundle), "--out", str(work / "t.json"), "--threads",
                             str(args.threads)], check=True, capture_output=True)
             offline = p50s(LatencyTable.load(work / "t.json"))
+            with WorkerPool(connect_ray("ray:bench")) as pool:
+                on_ray = p50s(profile(traced, settings, pool=pool))
             with WorkerPool() as pool:
                 again = p50s(profile(traced, settings, pool=pool))
             rows[name] = {"trns": len(local), "full_ms": float(local[-1]),
                           "remote": agreement(remote, local), "bundle": agreement(offline, local),
-                          "local again": agreement(again, local)}
-            for key, values in (("remote", remote), ("bundle", offline), ("local again", again)):
+                          "ray": agreement(on_ray, local), "local again": agreement(again, local)}
+            for key, values in (("remote", remote), ("bundle", offline), ("ray", on_ray), ("local again", again)):
                 pooled[key].append(values / local)
             print(name, {k: round(v["within10_pct"], 1) for k, v in rows[name].items() if isinstance(v, dict)},
                   flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
+        ray.shutdown()
+        cluster.stop()
     overall = {k: agreement(np.concatenate(v), np.ones(sum(len(x) for x in v))) for k, v in pooled.items()}
     data = {"machine": machine(), "size": args.size, "repeats": args.repeats, "threads": args.threads,
             "networks": rows, "overall": overall}
@@ -100,19 +114,22 @@ def markdown(d: dict) -> str:
     lines = ["# Tables measured through the agent against `netcut profile`, same machine", "", "{header}",
              f"Every block TRN of {len(d['networks'])} networks at {d['size']} px, ONNX Runtime fp32, batch 1, "
              f"{d['threads']} thread(s), {d['repeats']} interleaved rounds, measured by netcut's own worker, by "
-             "the agent over HTTP on 127.0.0.1 (`--device`), by the agent on an offline bundle (`netcut-agent run` "
-             "from its torch-free environment), and by netcut's own worker again (the machine's repeatability). "
+             "the agent over HTTP on 127.0.0.1 (`--device URL`), by the agent on an offline bundle (`netcut-agent "
+             "run` from its torch-free environment), on the node of a loopback Ray cluster that hosts the device "
+             "(`--device ray:bench`), and by netcut's own worker again (the machine's repeatability). "
              "Per TRN, the relative difference of each to the first local table:", "",
              "| measured by | TRNs within ±10% | median difference | largest |", "|---|---|---|---|"]
-    for key, label in (("remote", "agent, remote (`--device`)"), ("bundle", "agent, offline bundle"),
+    for key, label in (("remote", "agent, remote (`--device URL`)"), ("bundle", "agent, offline bundle"),
+                       ("ray", "Ray device node (`--device ray:bench`)"),
                        ("local again", "netcut again (repeatability)")):
         lines.append(f"| {label} | {o[key]['within10_pct']:.1f}% of {o[key]['n']} | "
                      f"{o[key]['median_abs_pct']:.1f}% | {o[key]['max_abs_pct']:.1f}% |")
     lines += ["", "| network | TRNs | full network (local) | remote within ±10% | bundle within ±10% | "
-              "repeatability within ±10% |", "|---|---|---|---|---|---|"]
+              "Ray device within ±10% | repeatability within ±10% |", "|---|---|---|---|---|---|---|"]
     for name, r in d["networks"].items():
         lines.append(f"| {name} | {r['trns']} | {r['full_ms']:.2f} ms | {r['remote']['within10_pct']:.0f}% | "
-                     f"{r['bundle']['within10_pct']:.0f}% | {r['local again']['within10_pct']:.0f}% |")
+                     f"{r['bundle']['within10_pct']:.0f}% | {r['ray']['within10_pct']:.0f}% | "
+                     f"{r['local again']['within10_pct']:.0f}% |")
     return "\n".join(lines) + "\n"
 
 

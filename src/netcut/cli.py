@@ -7,7 +7,9 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netcut import errors
@@ -20,6 +22,7 @@ from netcut.types import GRANULARITIES, PERCENTILES, TRAIN_DEVICES
 
 if TYPE_CHECKING:
     from netcut.latency.harness import HarnessConfig
+    from netcut.latency.table import LatencyTable
     from netcut.search.config import ExploreConfig
 
 EPILOG = """examples:
@@ -116,11 +119,20 @@ def _add_latency_args(p: argparse.ArgumentParser, several: bool = False) -> None
 
 def _add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", action="append", default=None,
-                   help="measure latency on a target device through its `netcut-agent serve` URL, e.g. "
-                        "http://127.0.0.1:8765 (default: this machine); repeat it for several devices (explore: "
+                   help="measure latency on a target device: its `netcut-agent serve` URL, e.g. "
+                        "http://127.0.0.1:8765, or ray:NAME, a Ray cluster's node started with the resource "
+                        "device:NAME (needs --executor ray --ray-address); default: this machine. Repeat it for "
+                        "several devices, timed side by side where they are on different hosts (explore: "
                         "a network must meet the deadline on each)")
     p.add_argument("--device-token-file", default=None, help="file holding the agent's token (default: "
                    "$NETCUT_DEVICE_TOKEN)")
+
+
+def _add_executor_args(p: argparse.ArgumentParser, executor_help: str) -> None:
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help=executor_help)
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster to join, e.g. 127.0.0.1:6379 or auto (default with --executor ray: start "
+                        "a Ray instance on this machine for the run)")
 
 
 def _add_estimator(p: argparse.ArgumentParser) -> None:
@@ -195,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_latency_args(p)
     _add_device_args(p)
+    _add_executor_args(p, "local (default) or ray: join the Ray cluster of --ray-address to time on its devices "
+                       "(--device ray:NAME)")
     _add_estimator(p)
     p.add_argument("--measure-all", action="store_true",
                    help="also measure every TRN and report each estimator's error (MAPE, share within ±10%%)")
@@ -244,15 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-device", choices=TRAIN_DEVICES, default="cpu",
                    help="where features are extracted and networks fine-tuned: cpu (default), cuda, or auto; "
                         "latency is measured on the backend regardless")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="where feature extraction, head training and fine-tuning run: local (this process, default) "
-                        "or ray (as Ray tasks; the same result; needs netcut[ray])")
+    _add_executor_args(p, "where feature extraction, head training and fine-tuning run: local (this process, "
+                       "default) or ray (as Ray tasks; the same result; needs netcut[ray])")
     p.add_argument("--train-threads", type=_positive_int, default=None, metavar="N",
                    help="torch threads of feature extraction, head training and fine-tuning, in every job wherever it "
                         "runs (default: this machine's cores); runs with the same N give bitwise the same results")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="the Ray cluster to join, e.g. 127.0.0.1:6379 or auto (default with --executor ray: start "
-                        "a Ray instance on this machine for the run)")
     p.add_argument("--top-k", type=_positive_int, default=3, help="deepest feasible cuts proposed per backbone")
     p.add_argument("--input-size", type=_positive_int, default=None, help="input side in px (default: native)")
     p.add_argument("--limit-train", type=_positive_int, default=None, help="use at most N training images")
@@ -334,54 +344,75 @@ def cmd_cuts(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    """Estimate every TRN's latency and write a portable table."""
-    from pathlib import Path
-
+def _profile_devices(args: argparse.Namespace, harness: HarnessConfig, specs: list[str | None]
+                     ) -> list[tuple[LatencyTable, Path | None, bool]]:
+    """Profile the model on each device (this machine for None); devices on different hosts side by side."""
     from netcut.backbones import load_backbone
     from netcut.graph import trace
     from netcut.latency.estimators.analytical import model_path
     from netcut.latency.harness import environment
     from netcut.latency.profile import profile
-    from netcut.latency.remote import connect, device_machine
+    from netcut.latency.remote import connect_device
     from netcut.latency.settings import ProfileSettings
     from netcut.latency.workers import WorkerPool
     from netcut.progress import Reporter
+    from netcut.search.executors import side_by_side
+
+    reporter = Reporter(quiet=args.quiet or args.json)
+    with ExitStack() as stack:  # every device answers (and is closed at the end), or nothing is profiled
+        pools = [stack.enter_context(WorkerPool(connect_device(s, args.device_token_file, reporter) if s else None))
+                 for s in specs]
+        traced = trace(load_backbone(args.model, args.weights), args.input_size)
+        if args.precision != "fp32":
+            reporter.note("int8 is calibrated on synthetic images here (latency alone); `netcut explore` "
+                          "calibrates on your training images")
+
+        def on(pool: WorkerPool) -> tuple[LatencyTable, Path | None, bool]:
+            device = pool.device
+            info = device.machine() if device else None
+            threads = harness.threads if harness.threads is not None or info is None else int(info.get("cores") or 1)
+            settings = ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
+                                       harness=replace(harness, threads=threads),
+                                       analytical_model=args.analytical_model).validate()
+            env = environment(args.backend, settings.harness.resolved_threads(), machine_info=info)
+            fitted = bool(args.analytical_model) or model_path(args.backend, env, args.precision).is_file()
+            compare = (("empirical", "analytical") if fitted else ("empirical",)) if args.measure_all else ()
+            if device is not None:
+                reporter.note(f"profiling on device {device.name}")
+            table = profile(traced, settings, args.measure_all, reporter, compare, pool)
+            out_path = None
+            if args.out:
+                out_path = Path(args.out)
+                if len(pools) > 1 and device is not None:
+                    out_path = out_path.with_name(f"{out_path.stem}@{device.name.replace(':', '_')}"
+                                                  f"{out_path.suffix}")
+                table.save(out_path)
+            return table, out_path, fitted
+
+        done = dict(side_by_side(on, pools, lambda p: p.device.host if p.device else "local"))
+        return [done[p] for p in pools]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Estimate every TRN's latency and write a portable table."""
+    from netcut.search.executors import create_executor
 
     harness = _harness(args)
     if args.bundle:
         return _write_bundle(args, harness)
-    urls: list[str | None] = list(args.device) if args.device else [None]
-    if len(urls) > 1 and not args.out:
+    specs: list[str | None] = list(args.device) if args.device else [None]
+    if len(specs) > 1 and not args.out:
         raise errors.NetcutError("several --device values need --out (one table per device is written)",
                                  "pass --out TABLE.json: each device's table goes to TABLE@HOST_PORT.json")
-    devices = [connect(url, args.device_token_file) if url else None for url in urls]  # all answer, or stop now
-    traced = trace(load_backbone(args.model, args.weights), args.input_size)
-    reporter = Reporter(quiet=args.quiet or args.json)
-    if args.precision != "fp32":
-        reporter.note("int8 is calibrated on synthetic images here (latency alone); `netcut explore` calibrates "
-                      "on your training images")
-    tables = []
-    for device in devices:
-        info = {**device_machine(device), "device": device.name} if device else None
-        threads = harness.threads if harness.threads is not None or info is None else int(info.get("cores") or 1)
-        settings = ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
-                                   harness=replace(harness, threads=threads),
-                                   analytical_model=args.analytical_model).validate()
-        env = environment(args.backend, settings.harness.resolved_threads(), machine_info=info)
-        fitted = bool(args.analytical_model) or model_path(args.backend, env, args.precision).is_file()
-        compare = (("empirical", "analytical") if fitted else ("empirical",)) if args.measure_all else ()
-        if device is not None:
-            reporter.note(f"profiling on device {device.name}")
-        with WorkerPool(device) as pool:
-            table = profile(traced, settings, args.measure_all, reporter, compare, pool)
-        out_path = None
-        if args.out:
-            out_path = Path(args.out)
-            if len(devices) > 1 and device is not None:
-                out_path = out_path.with_name(f"{out_path.stem}@{device.name.replace(':', '_')}{out_path.suffix}")
-            table.save(out_path)
-        tables.append((table, out_path, fitted))
+    if args.executor == "ray" and not any(s and s.startswith("ray:") for s in specs):
+        raise errors.NetcutError("profile --executor ray times on the devices of a Ray cluster, and none is given",
+                                 "add --device ray:NAME (a node started with --resources='{\"device:NAME\": 1}'), "
+                                 "or drop --executor ray to profile this machine")
+    executor = create_executor(args.executor, args.ray_address)
+    try:
+        tables = _profile_devices(args, harness, specs)
+    finally:
+        executor.close()
     if args.json:
         payload = [t.to_json() for t, _, _ in tables]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
@@ -424,7 +455,6 @@ def _write_bundle(args: argparse.Namespace, harness: HarnessConfig) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit the analytical latency model for this device and backend."""
-    from pathlib import Path
 
     from netcut.latency.estimators.analytical import calibrate, model_path
     from netcut.latency.harness import environment
@@ -476,7 +506,6 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     """Run a NetCut exploration."""
-    from pathlib import Path
 
     from netcut.progress import Reporter
     from netcut.report.console import console, print_result
@@ -511,7 +540,6 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the report of a run."""
-    from pathlib import Path
 
     from netcut.report import write_report
     from netcut.store import load_result

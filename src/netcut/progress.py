@@ -6,12 +6,14 @@ quiet=True silences progress so that stdout stays machine-readable; warnings are
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 Advance = Callable[..., None]  # advance(n=1)
+_LIVE = threading.Lock()  # held while a rich bar is shown
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,20 @@ class Reporter:
         if self.quiet or total <= 0:
             yield lambda n=1: None
             return
-        if not sys.stderr.isatty():
+        # one live bar at a time (rich refuses two): steps running side by side (devices timed in threads) get lines
+        if not sys.stderr.isatty() or not _LIVE.acquire(blocking=False):
             with self._plain(description, total) as advance:
                 yield advance
             return
+        try:
+            with self._live(description, total) as advance:
+                yield advance
+        finally:
+            _LIVE.release()
+
+    @contextmanager
+    def _live(self, description: str, total: int) -> Iterator[Advance]:
+        """A rich progress bar on the terminal."""
         from rich.console import Console
         from rich.progress import (
             BarColumn,

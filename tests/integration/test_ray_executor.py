@@ -1,7 +1,8 @@
 """The Ray executor on a real local cluster: a head and a second worker node started with `ray start` on 127.0.0.1,
 token authentication on (a token of the test's own, not the user's). An exploration through it gives the local
 executor's choices and accuracies; a Ray worker killed during feature extraction is retried and the run completes
-with the same result, nothing written twice; a cluster that is not there is a clear error."""
+with the same result, nothing written twice; a cluster that is not there is a clear error. Latency sessions on a
+device its node hosts (`--device ray:NAME`) run there, one run at a time."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ BASE = ["explore", "--models", "efficientnet_lite0,efficientnet_lite1", "--data"
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A two-node Ray cluster on loopback: (address, environment to reach it)."""
-    with LocalRayCluster(nodes=2) as c:
+    """A two-node Ray cluster on loopback, the second node hosting device "bench": (address, environment to reach
+    it)."""
+    with LocalRayCluster(nodes=2, devices=("bench",)) as c:
         yield c.address, c.env
 
 
@@ -119,3 +121,74 @@ def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path):
     result = subprocess.run([EXE, *BASE, "--run-dir", str(tmp_path), "--ray-address", "127.0.0.1:6379"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--ray-address needs --executor ray" in result.stderr
+
+
+# one backbone, no fine-tuning: the latency stage and verification are what these runs are about
+DEVICE_RUN = BASE[:2] + ["efficientnet_lite0"] + BASE[3:BASE.index("--fine-tune-epochs")] + ["--train-threads", "1"]
+
+
+def test_an_exploration_times_on_the_clusters_device(cluster, tmp_path):
+    address, env = cluster
+    result = subprocess.run([EXE, *DEVICE_RUN, "--run-dir", str(tmp_path), "--executor", "ray", "--ray-address",
+                             address, "--device", "ray:bench"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["environment"]["device"] == "ray:bench" and out["environment"]["node_ip"]
+    db = sqlite3.connect(tmp_path / "netcut.sqlite")
+    rows = db.execute("SELECT device, estimator, COUNT(*) FROM latencies GROUP BY 1, 2").fetchall()
+    db.close()
+    cuts = out["candidates_total"]
+    # every estimate and the winner's verification were taken on the device, none on this machine
+    assert {d for d, _, _ in rows} == {"ray:bench"}
+    counts = {e: n for _, e, n in rows}
+    assert counts["empirical"] == cuts and counts["verified"] >= 1
+
+
+def test_profile_on_the_clusters_device_and_an_unknown_device(cluster, tmp_path):
+    address, env = cluster
+    profile = ["profile", "efficientnet_lite0", "--input-size", "32", "--repeats", "3", "--warmup", "1", "--threads",
+               "1", "--executor", "ray", "--ray-address", address]
+    made = subprocess.run([EXE, *profile, "--device", "ray:bench", "--out", str(tmp_path / "t.json"), "--json"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert made.returncode == 0, made.stderr
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert table["environment"]["device"] == "ray:bench" and table["environment"]["timing"]["sessions"] >= 1
+    assert all(c["estimated_ms"] > 0 for c in table["cuts"])
+    unknown = subprocess.run([EXE, *profile, "--device", "ray:nosuch"], capture_output=True, text=True, timeout=300,
+                             env=env)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "no node of the Ray cluster offers device 'nosuch' (offered: bench)" in unknown.stderr
+
+
+BUSY_DEVICE = """
+import sys, ray
+from netcut.errors import NetcutError
+from netcut.latency.ray_device import connect
+
+ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False)
+first = connect("ray:bench")
+assert first.worker("onnxruntime", 1, "onnxruntime").versions
+try:
+    connect("ray:bench", wait_s=2)
+    print("second run got the device")
+except NetcutError as e:
+    print("refused:", e.message)
+first.close()  # the device is free again
+connect("ray:bench", wait_s=60).close()
+print("free again")
+"""
+
+
+def test_a_device_times_for_one_run_at_a_time(cluster):
+    address, env = cluster  # a driver of its own: Ray reads the cluster's token when it is imported
+    result = subprocess.run([sys.executable, "-c", BUSY_DEVICE, address], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "refused: device ray:bench stayed busy" in result.stdout and "free again" in result.stdout
+
+
+def test_a_ray_device_without_a_cluster_is_refused(tmp_path):
+    result = subprocess.run([EXE, *DEVICE_RUN, "--run-dir", str(tmp_path), "--device", "ray:bench"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--device ray:bench is a device of a Ray cluster, and this command has joined none" in result.stderr

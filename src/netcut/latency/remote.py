@@ -1,4 +1,5 @@
-"""A target device reached through `netcut-agent serve`: a worker whose runtime runs on the device.
+"""A target device reached through `netcut-agent serve`: a worker whose runtime runs on the device (and
+`connect_device`, which also reaches devices on a Ray cluster's nodes: netcut.latency.ray_device).
 
 The workstation converts models and sends the files; the device loads, times and runs them. A `RemoteWorker` has the
 interface of a local `RuntimeWorker`, so every estimator, the verification and the export check use it unchanged.
@@ -20,7 +21,7 @@ from urllib.parse import urlencode, urlparse
 import numpy as np
 
 from netcut.errors import NetcutError
-from netcut.latency.workers import WorkerError
+from netcut.latency.workers import DeviceLink, WorkerError
 from netcut_agent.bench import TimingResult
 from netcut_agent.runtimes import RUNTIMES
 from netcut_agent.timing import TimingConfig
@@ -41,6 +42,22 @@ class Device:
         """host:port, how results name the device."""
         parsed = urlparse(self.url)
         return f"{parsed.hostname}:{parsed.port or 80}"
+
+    @property
+    def host(self) -> str:
+        """The agent's host: devices on different hosts are timed side by side."""
+        return urlparse(self.url).hostname or self.url
+
+    def machine(self) -> dict[str, Any]:
+        """The device's environment, as its agent reports it."""
+        return {**device_machine(self), "device": self.name}
+
+    def worker(self, runtime: str, threads: int, label: str) -> RemoteWorker:
+        """A session of a runtime on the device's agent."""
+        return RemoteWorker(self, runtime, threads, label)
+
+    def close(self) -> None:
+        """Nothing to release: each session ends with its worker."""
 
 
 def connect(url: str, token_file: str | None = None) -> Device:
@@ -63,6 +80,17 @@ def connect(url: str, token_file: str | None = None) -> Device:
     device = Device(url.rstrip("/"), token)
     call(device, "GET", "/v1/device")  # fails clearly now rather than in the middle of a run
     return device
+
+
+def connect_device(spec: str, token_file: str | None = None, reporter: Any = None) -> DeviceLink:
+    """A device from `--device`: an agent's URL, or `ray:NAME` on the Ray cluster this process has joined."""
+    from netcut.latency.ray_device import PREFIX
+
+    if spec.startswith(PREFIX):
+        from netcut.latency.ray_device import connect as connect_ray
+
+        return connect_ray(spec, reporter)
+    return connect(spec, token_file)
 
 
 def call(device: Device, method: str, path: str, body: bytes | None = None, timeout: float = 600.0

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import statistics
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
@@ -65,12 +66,12 @@ def _reference_payload(backend_name: str) -> bytes:
     LiteRT's conversion takes seconds)."""
     import torch
 
-    from netcut.latency.backends import get_backend
+    from netcut.latency.backends import converted, get_backend
 
     path = cache_dir() / f"reference-{REFERENCE_VERSION}-{backend_name}-{_converter_versions()}.bin"
     if path.is_file():
         return path.read_bytes()
-    payload = get_backend(backend_name).convert(reference_network(), torch.zeros(REFERENCE_SHAPE), "fp32", None)
+    payload = converted(get_backend(backend_name), reference_network(), torch.zeros(REFERENCE_SHAPE), "fp32", None)
     from netcut.errors import NetcutError
     from netcut.fsutil import write_atomic
 
@@ -129,6 +130,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NETCUT_CACHE", Path.home() / ".cache" / "netcut"))
 
 
+_RECORDING = threading.Lock()
+
+
 class DeviceLevels:
     """The reference network's speed recorded once per device × runtime × threads (the first steady session there):
     every later session's timings are scaled to it, so runs at different times compare as if the device's speed had
@@ -155,10 +159,12 @@ class DeviceLevels:
         """Record a device key's reference level (kept: the first one stays)."""
         from netcut.fsutil import write_json
 
-        data = self._read()
-        if key not in data:
-            data[key] = {"reference_ms": reference_ms, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **where}
-            write_json(self.path, data)
+        with _RECORDING:  # devices timed side by side record into one file
+            data = self._read()
+            if key not in data:
+                data[key] = {"reference_ms": reference_ms, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             **where}
+                write_json(self.path, data)
 
 
 def level_key(worker: Worker, backend: str) -> str:

@@ -6,7 +6,7 @@ times them interleaved and runs them on data. netcut converts models here and se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -14,9 +14,6 @@ from netcut.errors import NetcutError
 from netcut_agent.bench import TimingResult
 from netcut_agent.timing import TimingConfig
 from netcut_agent.worker import WorkerFailure, WorkerProcess
-
-if TYPE_CHECKING:
-    from netcut.latency.remote import Device
 
 
 class Worker(Protocol):
@@ -54,6 +51,32 @@ class Worker(Protocol):
         ...
 
 
+class DeviceLink(Protocol):
+    """A target device: an agent over HTTP (netcut.latency.remote) or a Ray node (netcut.latency.ray_device)."""
+
+    @property
+    def name(self) -> str:
+        """How results name the device."""
+        ...
+
+    @property
+    def host(self) -> str:
+        """The machine it runs on: devices on one host are timed one after another."""
+        ...
+
+    def machine(self) -> dict[str, Any]:
+        """Its environment (CPU, cores, OS, ...), with its name under "device"."""
+        ...
+
+    def worker(self, runtime: str, threads: int, label: str) -> Worker:
+        """A runtime's worker on the device at a thread count."""
+        ...
+
+    def close(self) -> None:
+        """Release what the connection holds."""
+        ...
+
+
 class WorkerError(NetcutError):
     """The worker could not do what was asked (a model it cannot load, a runtime that is missing)."""
 
@@ -85,10 +108,10 @@ def worker_error(label: str, failure: WorkerFailure) -> WorkerError:
 
 
 class WorkerPool:
-    """The workers of one run, one per runtime and thread count, started on first use; closes them all on exit.
-    With a device, the workers are sessions on that device's agent."""
+    """The workers of one run, one per runtime and thread count, started on first use; closes them all (and the
+    device's connection) on exit. With a device, the workers are sessions on that device."""
 
-    def __init__(self, device: Device | None = None) -> None:
+    def __init__(self, device: DeviceLink | None = None) -> None:
         self.device = device
         self.workers: dict[tuple[str, int], Worker] = {}
 
@@ -97,12 +120,8 @@ class WorkerPool:
         key = (runtime, threads)
         worker = self.workers.get(key)
         if worker is None or not worker.alive:
-            if self.device is None:
-                worker = RuntimeWorker(runtime, threads, label)
-            else:
-                from netcut.latency.remote import RemoteWorker
-
-                worker = RemoteWorker(self.device, runtime, threads, label)
+            worker = (RuntimeWorker(runtime, threads, label) if self.device is None
+                      else self.device.worker(runtime, threads, label))
             self.workers[key] = worker
         return worker
 
@@ -110,6 +129,8 @@ class WorkerPool:
         """Stop every worker."""
         while self.workers:
             self.workers.popitem()[1].close()
+        if self.device is not None:
+            self.device.close()
 
     def __enter__(self) -> WorkerPool:
         return self

@@ -13,7 +13,6 @@ from netcut.errors import NetcutError
 from netcut.graph import TracedNetwork, find_cuts, trace
 from netcut.latency.backends import MIN_CALIBRATION, RuntimeSession, get_backend
 from netcut.latency.harness import device_key, environment, machine
-from netcut.latency.remote import device_machine
 from netcut.latency.steadiness import TimingLog
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
@@ -93,25 +92,26 @@ def calibration_images(dataset: Dataset, network: Network, count: int) -> np.nda
 
 @dataclass(frozen=True)
 class Target:
-    """Where latency is measured: this machine, or a device through its agent (its own pool of sessions)."""
+    """Where latency is measured: this machine, or a device through its agent or its Ray node (its own pool of
+    sessions)."""
 
-    name: str  # CandidateId.device: "local", or the agent's host:port
+    name: str  # CandidateId.device: "local", the agent's host:port, or ray:NAME
     pool: WorkerPool
     threads: int
     machine_info: dict[str, Any]
     device_keys: dict[str, str]  # backend -> key of this device/backend/threads
+    host: str = "local"  # targets on different hosts are timed side by side
 
     @classmethod
     def create(cls, pool: WorkerPool, config: ExploreConfig) -> Target:
         """The target of a pool: its device's environment and cores are read once."""
         if pool.device is None:
-            name, info, threads = "local", machine(), config.harness().resolved_threads()
+            name, host, info, threads = "local", "local", machine(), config.harness().resolved_threads()
         else:
-            name = pool.device.name
-            info = {**device_machine(pool.device), "device": name}
+            name, host, info = pool.device.name, pool.device.host, pool.device.machine()
             threads = config.threads if config.threads is not None else int(info.get("cores") or 1)
         keys = {b: device_key(environment(b, threads, machine_info=info)) for b in config.backends}
-        return cls(name, pool, threads, info, keys)
+        return cls(name, pool, threads, info, keys, host)
 
     def environment(self, backend: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The environment a latency measured here was taken in."""

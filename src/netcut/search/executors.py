@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -24,10 +26,9 @@ TASK_RETRIES = 3  # a task whose worker process or node died runs again (an erro
 
 @dataclass(frozen=True)
 class Resources:
-    """What each job of a stage asks the cluster for: a GPU for fine-tuning on CUDA, a device for its sessions."""
+    """What each job of a stage asks the cluster for: a GPU for feature extraction and fine-tuning on CUDA."""
 
     gpus: float = 0.0
-    custom: tuple[tuple[str, float], ...] = ()
 
 
 class Executor(Protocol):
@@ -70,6 +71,43 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def side_by_side(fn: Callable[[J], R], jobs: Sequence[J], group_of: Callable[[J], str]) -> Iterator[tuple[J, R]]:
+    """(job, fn(job)) as each completes: the jobs of one group one after another, the groups side by side (a thread
+    each). Latency sessions on different hosts overlap; two on one host would compete for its cores. The caller
+    (the driver's thread) keeps the store: fn must not touch it. The first error stops every group after its
+    current job and is raised."""
+    groups: dict[str, list[J]] = {}
+    for job in jobs:
+        groups.setdefault(group_of(job), []).append(job)
+    if len(groups) <= 1:
+        yield from LocalExecutor().run(fn, jobs)
+        return
+    results: queue.Queue[tuple[J, R] | BaseException] = queue.Queue()
+    stop = threading.Event()
+
+    def work(group: list[J]) -> None:
+        for job in group:
+            if stop.is_set():
+                return
+            try:
+                results.put((job, fn(job)))
+            except BaseException as e:  # noqa: BLE001 - handed to the driver's thread, which raises it
+                results.put(e)
+                return
+
+    threads = [threading.Thread(target=work, args=(g,), daemon=True) for g in groups.values()]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(len(jobs)):
+            item = results.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:  # on an error or Ctrl-C the other groups stop after their current job, without holding the caller up
+        stop.set()
 
 
 _STAGE_FUNCTION: dict[str, Callable[[Any], Any]] = {}  # in a Ray worker: the current stage's fn, by object id
@@ -136,7 +174,7 @@ class RayExecutor:
         self._check_fits(threads)
         fn_ref = ray.put(fn)
         # a job asks for as many CPUs as it runs threads: more jobs than cores on a node would share them
-        remote = self._remote.options(num_cpus=threads, num_gpus=resources.gpus, resources=dict(resources.custom),
+        remote = self._remote.options(num_cpus=threads, num_gpus=resources.gpus,
                                       max_retries=TASK_RETRIES, retry_exceptions=False)
         pending = {remote.remote([fn_ref], job, threads): job for job in jobs}
         try:

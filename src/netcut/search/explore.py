@@ -17,7 +17,7 @@ from torch import nn
 from netcut._version import __version__
 from netcut.backbones import Backbone, from_module, load_backbone
 from netcut.data.datasets import Dataset
-from netcut.latency.remote import connect
+from netcut.latency.remote import connect_device
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
 from netcut.search.config import ExploreConfig
@@ -110,8 +110,8 @@ class Explorer:
         return self.dataset or load_data(self.config, self.reporter), load_networks(self.config, self.backbones)
 
     def _device_pools(self, stack: ExitStack) -> list[WorkerPool]:
-        """One pool of agent sessions per device given (each checked to answer first), closed with the stack."""
-        devices = [connect(url, self.config.device_token_file) for url in self.config.devices]
+        """One pool of sessions per device given (each checked to answer first), closed with the stack."""
+        devices = [connect_device(spec, self.config.device_token_file, self.reporter) for spec in self.config.devices]
         return [stack.enter_context(WorkerPool(device)) for device in devices]
 
     def run(self) -> ExploreResult:

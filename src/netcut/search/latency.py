@@ -10,7 +10,7 @@ from netcut.errors import NetcutError
 from netcut.latency.estimators import EstimatorRun, run_estimator
 from netcut.latency.table import LatencyTable
 from netcut.search.context import Network, RunContext, Target
-from netcut.search.executors import LocalExecutor
+from netcut.search.executors import side_by_side
 from netcut.search.keys import latency_key
 from netcut.search.results import Candidate, LatencyRecord
 from netcut.types import CandidateId, CutPoint, Percentiles
@@ -118,9 +118,11 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
                                       {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator)
                     else:
                         jobs.append(job)
-    # latency sessions stay with the driver whatever the executor: they time in this machine's runtime workers or
-    # through the devices' agents, one session per device at a time
-    for job, run in LocalExecutor().run(partial(run_latency_job, ctx), jobs):
+    # latency sessions are the driver's whatever the executor: it converts models and times them in this machine's
+    # runtime workers, or on each device (its agent, or its Ray node's actor): one session per device at a time,
+    # devices on different hosts side by side
+    host = {t.name: t.host for t in ctx.targets}
+    for job, run in side_by_side(partial(run_latency_job, ctx), jobs, lambda j: host[j.target]):
         net = ctx.networks[job.network]
         target = next(t for t in ctx.targets if t.name == job.target)
         env = target.environment(job.backend)

@@ -5,6 +5,7 @@ interface whatever --node-ip-address says (measured here), hence the token."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -60,10 +61,12 @@ def with_descendants(pids: list[int]) -> list[int]:
 
 
 class LocalRayCluster:
-    """`with LocalRayCluster(nodes=2) as cluster:` cluster.address and cluster.env (what a driver needs)."""
+    """`with LocalRayCluster(nodes=2) as cluster:` cluster.address and cluster.env (what a driver needs). `devices`
+    names target devices the last node hosts (`--device ray:NAME`): it offers a `device:NAME` resource for each."""
 
-    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, object_store_bytes: int = 150_000_000) -> None:
-        self.nodes, self.cpus, self.store_bytes = nodes, cpus_per_node, object_store_bytes
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, object_store_bytes: int = 150_000_000,
+                 devices: tuple[str, ...] = ()) -> None:
+        self.nodes, self.cpus, self.store_bytes, self.devices = nodes, cpus_per_node, object_store_bytes, devices
         self.root = Path(tempfile.mkdtemp(prefix="ncray"))  # short: Ray's socket paths live under it
         token = self.root / "token"
         token.write_text(secrets.token_hex(16))
@@ -83,11 +86,14 @@ class LocalRayCluster:
                               "check that netcut[ray] is installed and the port is free")
 
     def __enter__(self) -> LocalRayCluster:
+        if self.devices and self.nodes < 2:
+            raise NetcutError("a local cluster's devices live on a node of their own", "pass nodes=2 or more")
         try:
             self._start("--head", f"--port={self.address.rsplit(':', 1)[1]}", "--include-dashboard=false",
                         f"--temp-dir={self.root / 't'}")
-            for _ in range(self.nodes - 1):
-                self._start(f"--address={self.address}")
+            devices = f"--resources={json.dumps({f'device:{d}': 1 for d in self.devices})}"
+            for i in range(self.nodes - 1):
+                self._start(f"--address={self.address}", *([devices] if i == self.nodes - 2 else []))
         except BaseException:
             self.stop()
             raise

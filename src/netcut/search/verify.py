@@ -4,11 +4,13 @@ alike)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from netcut.graph import example_input
 from netcut.latency.calibration import as_batches
 from netcut.model import TrimmedNetwork, build_trn
 from netcut.search.context import RunContext, Target
+from netcut.search.executors import side_by_side
 from netcut.search.keys import latency_key
 from netcut.search.latency import slowest
 from netcut.search.results import Candidate, LatencyRecord
@@ -32,24 +34,37 @@ def timed_network(ctx: RunContext, candidate: Candidate) -> TrimmedNetwork:
 
 def measure_candidate(ctx: RunContext, candidate: Candidate) -> Percentiles:
     """The candidate's TRN (the dataset's head) converted and timed in its runtime on every latency target (the
-    slowest counts), or its stored measurements."""
-    return slowest([_measure_on(ctx, target, candidate) for target in ctx.targets])
-
-
-def _measure_on(ctx: RunContext, target: Target, candidate: Candidate) -> Percentiles:
+    slowest counts; devices on different hosts side by side), or its stored measurements."""
     net = ctx.networks[candidate.model]
-    c = replace(candidate.id, device=target.name)
-    key = latency_key(c, net.traced.fingerprint(), "verified", target.device_keys[c.backend], ctx.config.batch,
-                      ctx.dataset.num_classes)
-    stored = ctx.store.get_latency(key)
-    if stored is not None:
-        return stored.latency
-    session = ctx.session(net, c.backend, c.precision, target)
+    keys = {t.name: latency_key(replace(candidate.id, device=t.name), net.traced.fingerprint(), "verified",
+                                t.device_keys[candidate.id.backend], ctx.config.batch, ctx.dataset.num_classes)
+            for t in ctx.targets}
+    measured = {}
+    missing = []
+    for target in ctx.targets:
+        stored = ctx.store.get_latency(keys[target.name])
+        if stored is not None:
+            measured[target.name] = stored.latency
+        else:
+            missing.append(target)
+    if missing:
+        network = timed_network(ctx, candidate)  # read from the store here: the sessions' threads do not touch it
+        timed = side_by_side(lambda t: _time_on(ctx, t, candidate, network), missing, lambda t: t.host)
+        for target, (stats, env, size) in timed:
+            ctx.store.put_latencies([LatencyRecord(keys[target.name], replace(candidate.id, device=target.name),
+                                                   net.traced.fingerprint(), "verified", stats, env, size)])
+            measured[target.name] = stats
+    return slowest([measured[t.name] for t in ctx.targets])
+
+
+def _time_on(ctx: RunContext, target: Target, candidate: Candidate, network: TrimmedNetwork
+             ) -> tuple[Percentiles, dict[str, Any], int]:
+    """The TRN timed on one target: its percentiles, the environment they were taken in, the model file's size."""
+    net = ctx.networks[candidate.model]
+    session = ctx.session(net, candidate.id.backend, candidate.id.precision, target)
     x = example_input(net.traced.input_size, ctx.config.batch)
     calibration = as_batches(session.images, ctx.config.batch) if session.images is not None else None
-    size = session.add("verify", timed_network(ctx, candidate), x, calibration)
+    size = session.add("verify", network, x, calibration)
     stats = session.time(["verify"], ctx.config.harness()).stats["verify"]
     session.clear()
-    ctx.store.put_latencies([LatencyRecord(key, c, net.traced.fingerprint(), "verified", stats.only(),
-                                           target.environment(c.backend, session.versions()), size)])
-    return stats.only()
+    return stats.only(), target.environment(candidate.id.backend, session.versions()), size

@@ -13,6 +13,7 @@ import importlib
 import io
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from netcut_agent.bench import TimingResult
 
 PRECISIONS = ("fp32", "int8")
+CONVERTING = threading.Lock()  # one conversion at a time in this process
 MIN_CALIBRATION = 64  # images to calibrate int8 for accuracy; latency alone may use synthetic ones
 
 
@@ -119,6 +121,14 @@ def check_precision(backend: Backend, precision: str) -> None:
                           f"use --precision {','.join(backend.precisions)} with it, or another --backend")
 
 
+def converted(backend: Backend, model: nn.Module, example: torch.Tensor, precision: str,
+              calibration: list[np.ndarray] | None) -> bytes:
+    """The backend's model file of `model`, one conversion at a time in this process: the sessions of several
+    devices run side by side in threads, and torch's exporters keep global state."""
+    with CONVERTING:
+        return backend.convert(model, example, precision, calibration)
+
+
 class RuntimeSession:
     """A backend's worker with the models converted for it at one precision: add, time, run."""
 
@@ -144,7 +154,7 @@ class RuntimeSession:
     def add(self, name: str, model: nn.Module, example: torch.Tensor,
             calibration: list[np.ndarray] | None = None) -> int:
         """Convert `model` and load it in the worker under `name`; returns the model file's size in bytes."""
-        payload = self.backend.convert(model.eval(), example, self.precision, calibration)
+        payload = converted(self.backend, model.eval(), example, self.precision, calibration)
         self.add_payload(name, payload, tuple(example.shape))
         return len(payload)
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from netcut.graph import TracedNetwork, example_input
-from netcut.latency.backends import Backend, RuntimeSession
+from netcut.latency.backends import Backend, RuntimeSession, converted
 from netcut.latency.calibration import as_batches, calibration_images
 from netcut.latency.estimators import EstimatorRun
 from netcut.latency.harness import HarnessConfig
@@ -31,8 +31,8 @@ def convert_trns(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, 
     payloads: dict[str, bytes] = {}
     with reporter.bar(f"converting {len(cuts)} TRNs ({backend.name}, {precision})", len(cuts)) as advance:
         for cut in cuts:
-            payloads[cut.name] = backend.convert(build_trn(traced, cut, num_classes, own_weights=False), x,
-                                                 precision, calibration)
+            payloads[cut.name] = converted(backend, build_trn(traced, cut, num_classes, own_weights=False), x,
+                                           precision, calibration)
             advance()
     return tuple(x.shape), payloads
 
