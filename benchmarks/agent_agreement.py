@@ -72,9 +72,9 @@ def main() -> None:
     rows, pooled = {}, {"remote": [], "bundle": [], "ray": [], "local again": []}
     cluster = LocalRayCluster(nodes=2, devices=("bench",)).__enter__()
     try:
+        os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})  # before ray reads
         import ray
 
-        os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})  # before ray reads
         ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
         device = connect(url, str(token))
         for name in args.networks.split(","):
@@ -111,7 +111,8 @@ def main() -> None:
 
 def markdown(d: dict) -> str:
     o = d["overall"]
-    lines = ["# Tables measured through the agent against `netcut profile`, same machine", "", "{header}",
+    lines = ["# Tables measured through the agent or on a Ray device node against `netcut profile`, same machine",
+             "", "{header}",
              f"Every block TRN of {len(d['networks'])} networks at {d['size']} px, ONNX Runtime fp32, batch 1, "
              f"{d['threads']} thread(s), {d['repeats']} interleaved rounds, measured by netcut's own worker, by "
              "the agent over HTTP on 127.0.0.1 (`--device URL`), by the agent on an offline bundle (`netcut-agent "
