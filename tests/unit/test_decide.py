@@ -108,6 +108,24 @@ def test_ties_go_to_the_faster_candidate_then_to_the_frozen_trunk():
     assert same.chosen.record == frozen
 
 
+def test_a_tie_between_equally_fast_networks_does_not_follow_timing_noise():
+    # the stems of two backbones: the same network, equally accurate, timed 3% apart in one run and the other way in
+    # the next; either run must choose alike
+    chosen = set()
+    for a_ms, b_ms in ((2.0, 2.06), (2.06, 2.0)):
+        a, b = candidate("a", 0, a_ms), candidate("b", 0, b_ms)
+        decision = decide(Deadline(20.0), [a, b], [a, b], [probe(a, 0.9), probe(b, 0.9)], {}, verify=False)
+        chosen.add(decision.chosen.candidate.model)
+    assert chosen == {"a"}  # the same MACs: by name
+    # fewer MACs wins among equally fast ones; a clearly faster one (more than 10%) wins whatever its MACs
+    small, big = candidate("b", 0, 2.06), candidate("a", 3, 2.0)
+    assert decide(Deadline(20.0), [small, big], [small, big], [probe(small, 0.9), probe(big, 0.9)], {},
+                  verify=False).chosen.candidate == small
+    fast = candidate("a", 3, 1.5)
+    assert decide(Deadline(20.0), [small, fast], [small, fast], [probe(small, 0.9), probe(fast, 0.9)], {},
+                  verify=False).chosen.candidate == fast
+
+
 def test_a_fine_tuned_record_beats_its_probe_when_it_validates_better():
     frozen, tuned = probe(A[2], 0.80), probe(A[2], 0.86, blocks=2)
     decision = decide(Deadline(20.0), ALL, [A[2]], [frozen, tuned], {}, verify=False)

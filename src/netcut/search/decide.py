@@ -15,10 +15,33 @@ def relative_gain(score: float, baseline: float) -> float:
     return 100.0 * (score - baseline) / baseline
 
 
-def _ranked(candidates: list[Candidate], records: list[TrainingRecord]) -> list[tuple[TrainingRecord, Candidate]]:
-    """(record, candidate) pairs, best validation score first; ties go to the faster, then the frozen trunk."""
-    pairs = [(r, c) for c in candidates for r in records if r.matches(c)]
-    return sorted(pairs, key=lambda rc: (-rc[0].val_score, rc[1].estimate.p50, rc[0].finetune_blocks))
+# estimates closer than this are one speed for breaking ties: the timing tolerance (timings of one network in two runs
+# differ by up to about this much), so noise does not decide between equally accurate networks
+TIE_SPEED_PCT = 10.0
+
+Ranked = tuple[TrainingRecord, Candidate]
+
+
+def _ranked(candidates: list[Candidate], records: list[TrainingRecord]) -> list[Ranked]:
+    """(record, candidate) pairs, best validation score first. Ties go to the clearly faster (estimates more than
+    TIE_SPEED_PCT apart); among equally fast ones to the frozen trunk, fewer MACs, then by name: two runs whose
+    timings differ a little break a tie alike (the stems of two backbones are the same network)."""
+    pairs = sorted(((r, c) for c in candidates for r in records if r.matches(c)),
+                   key=lambda rc: (-rc[0].val_score, rc[1].estimate.p50))
+    ranked: list[Ranked] = []
+    tied: list[Ranked] = []  # equal score, each within TIE_SPEED_PCT of the one before
+
+    def flush() -> None:
+        ranked.extend(sorted(tied, key=lambda rc: (rc[0].finetune_blocks, rc[1].cut.macs, str(rc[1].id))))
+        tied.clear()
+
+    for r, c in pairs:
+        if tied and (r.val_score != tied[-1][0].val_score
+                     or c.estimate.p50 > tied[-1][1].estimate.p50 * (1 + TIE_SPEED_PCT / 100)):
+            flush()
+        tied.append((r, c))
+    flush()
+    return ranked
 
 
 def feasible(deadline: Deadline, candidates: list[Candidate]) -> list[Candidate]:
