@@ -6,6 +6,7 @@ from it. Reported per backend: the calibration's cost in minutes, and per networ
 whose prediction lies within ±10% of the measured p50 (and the MAPE).
 
 Usage: python benchmarks/analytical_kernels.py [--backends onnxruntime,openvino] [--input-size 224] [--quick]
+       [--scale 4]
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from _common import machine, write  # noqa: E402
 from netcut.backbones import load_backbone  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
 from netcut.latency.estimators import accuracy_metrics  # noqa: E402
-from netcut.latency.estimators.analytical import calibrate, estimate_analytical  # noqa: E402
+from netcut.latency.estimators.analytical import (  # noqa: E402
+    DEFAULT_SCALE,
+    QUICK_SCALE,
+    calibrate,
+    estimate_analytical,
+)
 from netcut.latency.estimators.measured import measure_trns  # noqa: E402
 from netcut.latency.harness import HarnessConfig  # noqa: E402
 from netcut.latency.profile import open_session  # noqa: E402
@@ -72,12 +78,15 @@ def main() -> None:
     parser.add_argument("--networks", default=",".join(NETWORKS))
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="a quarter of the calibration kernels")
+    parser.add_argument("--quick", action="store_true", help="netcut calibrate --quick's counts")
+    parser.add_argument("--scale", type=float, default=None, help="multiply the base calibration counts (kernels, "
+                        f"synthetic networks) by this (default {DEFAULT_SCALE:g}, as netcut calibrate)")
     parser.add_argument("--name", default="analytical_kernels")
     args = parser.parse_args()
     reporter = Reporter(quiet=True)
-    results = {b: run_backend(b, args.networks.split(","), args.input_size, args.threads,
-                              0.25 if args.quick else 1.0, reporter) for b in args.backends.split(",")}
+    scale = args.scale or (QUICK_SCALE if args.quick else DEFAULT_SCALE)
+    results = {b: run_backend(b, args.networks.split(","), args.input_size, args.threads, scale, reporter)
+               for b in args.backends.split(",")}
     data = {"machine": machine(), "input_size": args.input_size, "results": results}
     lines = ["# Kernel-level analytical estimator on networks absent from its calibration", "", "{header}",
              f"Block TRNs at {args.input_size} px; the calibration times sampled one-kernel models only (no "

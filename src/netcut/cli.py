@@ -221,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "of every kind, fit one regressor per kind", "example:\n  netcut calibrate --backend onnxruntime "
                  "--threads 2", cmd_calibrate)
     _add_latency_args(p)
-    p.add_argument("--quick", action="store_true", help="a quarter of the kernels (about a quarter of the time; "
-                   "less accurate)")
+    p.add_argument("--quick", action="store_true", help="a sixteenth of the kernels and synthetic networks (the full "
+                   "calibration took 14 min with one thread here; far less accurate: for trying it out)")
     _add_output_args(p, "print the fit as JSON", "where to save the calibration (default: per-device cache)")
 
     p = _command(sub, "explore", "find the most accurate network that meets each deadline (NetCut)",
@@ -456,7 +456,7 @@ def _write_bundle(args: argparse.Namespace, harness: HarnessConfig) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit the analytical latency model for this device and backend."""
 
-    from netcut.latency.estimators.analytical import calibrate, model_path
+    from netcut.latency.estimators.analytical import DEFAULT_SCALE, QUICK_SCALE, calibrate, model_path
     from netcut.latency.harness import environment
     from netcut.latency.profile import open_session
     from netcut.latency.settings import ProfileSettings
@@ -469,7 +469,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     reporter = Reporter(args.quiet or args.json)
     with WorkerPool() as pool:
         model = calibrate(open_session(pool, settings, reporter=reporter), settings, reporter, path,
-                          0.25 if args.quick else 1.0)
+                          QUICK_SCALE if args.quick else DEFAULT_SCALE)
     if args.json:
         print(json.dumps({"path": str(path), "fit": model.fit, "overhead_ms": model.overhead_ms,
                           "backend": model.backend, "precision": model.precision, "threads": model.threads,

@@ -31,12 +31,17 @@ from netcut.latency.steadiness import cache_dir
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
-VERSION = 5
+VERSION = 6
 # First samples per kind, then adaptive rounds; convolutions vary most, so they get more.
 INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear": 16, "eltwise": 32, "unary": 16,
                    "pool": 16, "gpool": 24, "concat": 16}
 ADAPTIVE_ROUNDS = 2
 SYNTHETIC_NETWORKS = 20  # random networks whose TRNs fit how kernels combine
+# A calibration times DEFAULT_SCALE times the counts above: measured with ONNX Runtime at one thread
+# (docs/analytical_kernels_1thread*.md), 4x took 13.9 min and put 64% of 91 unseen block TRNs within ±10%, 1x
+# 2.3-2.9 min and 24-30% (the pointwise regressor's held-out error fell from 54% to 19%)
+DEFAULT_SCALE = 4.0
+QUICK_SCALE = 0.25
 BATCH = 24  # kernels timed together in one session
 FLOOR_MS = 1e-4
 
@@ -117,16 +122,23 @@ def _nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 CONV_KINDS = ("conv", "pwconv", "dwconv", "gconv")
-COMBINE_TERMS = ("convolutions", "other kernels", "layout conversions saved (M elements)", "per kernel", "per call")
+# each kind of convolution gets its own factor: measured alone, pointwise and depthwise ones ran faster than inside
+# mobile networks, dense ones slower than inside residual networks (one shared factor left MobileNets ~15% under
+# and ResNets ~10% over)
+CONV_GROUPS = (("dense and grouped convolutions", ("conv", "gconv")), ("pointwise convolutions", ("pwconv",)),
+               ("depthwise convolutions", ("dwconv",)))
+COMBINE_TERMS = (*(name for name, _ in CONV_GROUPS), "other kernels", "layout conversions saved (M elements)",
+                 "per kernel", "per call")
 
 
 def combine_row(kernels: list[Kernel], predicted: np.ndarray) -> list[float]:
-    """A TRN's terms for how its kernels combine in a network: the predicted convolution time, the rest, the
-    activations its convolutions read and write (a runtime converts their layout once per network, not per
-    kernel: counted negative), the number of kernels, and one call."""
-    conv = np.array([k.kind in CONV_KINDS for k in kernels])
+    """A TRN's terms for how its kernels combine in a network: the predicted time of each kind of convolution, the
+    rest, the activations its convolutions read and write (a runtime converts their layout once per network, not
+    per kernel: counted negative), the number of kernels, and one call."""
+    kinds = np.array([k.kind for k in kernels])
+    groups = [float(predicted[np.isin(kinds, members)].sum()) for _, members in CONV_GROUPS]
     boundary = sum(_base_features(k)[1] + _base_features(k)[2] for k in kernels if k.kind in CONV_KINDS)
-    return [float(predicted[conv].sum()), float(predicted[~conv].sum()), -boundary, float(len(kernels)), 1.0]
+    return [*groups, float(predicted[~np.isin(kinds, CONV_KINDS)].sum()), -boundary, float(len(kernels)), 1.0]
 
 
 @dataclass
@@ -257,9 +269,9 @@ def _calibration(x: torch.Tensor, precision: str) -> list[np.ndarray] | None:
 
 
 def calibrate(session: RuntimeSession, settings: ProfileSettings, reporter: Reporter = QUIET,
-              save_to: Path | None = None, scale: float = 1.0, seed: int = 0) -> KernelModel:
+              save_to: Path | None = None, scale: float = DEFAULT_SCALE, seed: int = 0) -> KernelModel:
     """Sample kernels of every kind, time them on this device, then sample more where the forests disagree most;
-    `scale` multiplies every count (e.g. 0.25 for a quick calibration)."""
+    `scale` multiplies every count (QUICK_SCALE for a quick calibration)."""
     started = time.perf_counter()
     threads = settings.harness.resolved_threads()
     env = environment(session.name, threads, session.versions(), session.worker.machine)
