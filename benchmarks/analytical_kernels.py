@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write  # noqa: E402
 from netcut.backbones import load_backbone  # noqa: E402
+from netcut.fsutil import write_json  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
 from netcut.latency.estimators import accuracy_metrics  # noqa: E402
 from netcut.latency.estimators.analytical import (  # noqa: E402
@@ -31,6 +32,7 @@ from netcut.latency.estimators.analytical import (  # noqa: E402
 )
 from netcut.latency.estimators.measured import measure_trns  # noqa: E402
 from netcut.latency.harness import HarnessConfig  # noqa: E402
+from netcut.latency.kernels import trn_kernels  # noqa: E402
 from netcut.latency.profile import open_session  # noqa: E402
 from netcut.latency.settings import ProfileSettings  # noqa: E402
 from netcut.latency.workers import WorkerPool  # noqa: E402
@@ -41,7 +43,7 @@ NETWORKS = ("efficientnet_lite0", "torchvision:mobilenet_v2", "torchvision:resne
 
 
 def run_backend(backend: str, networks: list[str], size: int, threads: int | None, scale: float,
-                reporter: Reporter) -> dict:
+                reporter: Reporter, dump: Path | None = None) -> dict:
     """Calibrate one backend, then predict and measure every block TRN of every network."""
     settings = ProfileSettings(backend, "fp32", "analytical", harness=HarnessConfig(threads=threads))
     out: dict = {"networks": {}}
@@ -52,6 +54,8 @@ def run_backend(backend: str, networks: list[str], size: int, threads: int | Non
         out["calibration_minutes"] = (time.perf_counter() - started) / 60
         out["fit"] = model.fit
         predicted, measured = [], []
+        raw: dict = {"model": model.to_dict(), "networks": {},
+                     "synthetic": [[[k.to_json() for k in kernels], ms] for kernels, ms in model.synthetic]}
         for name in networks:
             traced = trace(load_backbone(name, "none"), size)
             cuts = find_cuts(traced, "block")
@@ -61,6 +65,8 @@ def run_backend(backend: str, networks: list[str], size: int, threads: int | Non
             m = np.array([truth.estimates[c.name].p50 for c in cuts])
             out["networks"][name] = {**accuracy_metrics(p, m), "predicted_ms": p.tolist(), "measured_ms": m.tolist(),
                                      "cuts": [c.name for c in cuts]}
+            raw["networks"][name] = [[[k.to_json() for k in trn_kernels(traced, c, settings.num_classes)], float(v)]
+                                     for c, v in zip(cuts, m)]
             predicted.append(p)
             measured.append(m)
             r = out["networks"][name]
@@ -68,6 +74,8 @@ def run_backend(backend: str, networks: list[str], size: int, threads: int | Non
                   flush=True)
         out["overall"] = accuracy_metrics(np.concatenate(predicted), np.concatenate(measured))
         out["timing"] = session.log.summary()
+    if dump is not None:  # every measurement, for trying other fits offline
+        write_json(dump.with_name(f"{dump.stem}-{backend}.json"), raw)
     return out
 
 
@@ -82,10 +90,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=None, help="multiply the base calibration counts (kernels, "
                         f"synthetic networks) by this (default {DEFAULT_SCALE:g}, as netcut calibrate)")
     parser.add_argument("--name", default="analytical_kernels")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="also write every kernel sample and TRN measurement to PATH-BACKEND.json")
     args = parser.parse_args()
     reporter = Reporter(quiet=True)
     scale = args.scale or (QUICK_SCALE if args.quick else DEFAULT_SCALE)
-    results = {b: run_backend(b, args.networks.split(","), args.input_size, args.threads, scale, reporter)
+    results = {b: run_backend(b, args.networks.split(","), args.input_size, args.threads, scale, reporter, args.dump)
                for b in args.backends.split(",")}
     data = {"machine": machine(), "input_size": args.input_size, "results": results}
     lines = ["# Kernel-level analytical estimator on networks absent from its calibration", "", "{header}",

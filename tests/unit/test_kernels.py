@@ -176,3 +176,16 @@ def test_synthetic_networks_stay_small_trace_and_decompose_into_kernels():
         convs = sum(isinstance(m, nn.Conv2d) for m in net.modules())
         assert sum(k in ("conv", "pwconv", "dwconv", "gconv") for k in kinds(kernels)) == convs
     assert len(families) >= 2
+
+
+def test_calibration_samples_stems_at_full_input_size():
+    # real networks' first convolution reads the whole image (224 px and more): sampling only smaller ones made the
+    # regressor extrapolate and over-predict every TRN's stem
+    rng = np.random.default_rng(0)
+    stems = [k for k in (sample_kernel("conv", rng) for _ in range(400)) if k.cin == 3]
+    assert max(k.hin for k in stems) >= 224 and any(k.k == 7 and k.stride == 2 for k in stems)
+
+
+def test_features_tell_channel_counts_that_fill_a_runtime_block_from_those_that_do_not():
+    aligned, ragged = Kernel("pool", 64, 64, 56, 56, 28, 28, 3, 2), Kernel("pool", 72, 72, 56, 56, 28, 28, 3, 2)
+    assert aligned.features()[-2:] == [6.0, 6.0] and ragged.features()[-2:] == [3.0, 3.0]

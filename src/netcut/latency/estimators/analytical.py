@@ -31,7 +31,7 @@ from netcut.latency.steadiness import cache_dir
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
-VERSION = 6
+VERSION = 7
 # First samples per kind, then adaptive rounds; convolutions vary most, so they get more.
 INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear": 16, "eltwise": 32, "unary": 16,
                    "pool": 16, "gpool": 24, "concat": 16}
@@ -62,11 +62,16 @@ def sample_kernel(kind: str, rng: np.random.Generator) -> Kernel:
     stride = int(rng.choice([1, 2], p=[0.75, 0.25]))
     out = max(1, -(-h // stride))
     if kind == "conv":
-        cin = 3 if rng.random() < 0.15 else _channels(rng, 8, 512)
-        k = int(rng.choice([3, 5, 7], p=[0.8, 0.1, 0.1]))
-        h = min(h, 112 if cin == 3 else 56)
+        if rng.random() < 0.15:  # a stem: the image at its full size, usually halved
+            h = int(round(_log_uniform(rng, 32, 256)))
+            stride = int(rng.choice([1, 2], p=[0.2, 0.8]))
+            k = int(rng.choice([3, 5, 7], p=[0.7, 0.1, 0.2]))
+            out = max(1, -(-h // stride))
+            return Kernel(kind, 3, _channels(rng, 8, 96), h, h, out, out, k, stride, 1, act)
+        h = min(h, 56)
         out = max(1, -(-h // stride))
-        return Kernel(kind, cin, _channels(rng, 8, 512), h, h, out, out, k, stride, 1, act)
+        k = int(rng.choice([3, 5, 7], p=[0.8, 0.1, 0.1]))
+        return Kernel(kind, _channels(rng, 8, 512), _channels(rng, 8, 512), h, h, out, out, k, stride, 1, act)
     if kind == "pwconv":
         if rng.random() < 0.15:  # squeeze-excitation and classifier-like 1x1 convolutions
             return Kernel(kind, _channels(rng, 8, 1280), _channels(rng, 8, 1280), 1, 1, 1, 1, 1, 1, 1, act)
@@ -156,6 +161,8 @@ class KernelModel:
     tail_p90: float = 1.05
     tail_p99: float = 1.15
     combine: list[float] | None = None  # coefficients of combine_row, fitted on synthetic networks; None: a sum
+    # the synthetic networks' TRNs (kernels, measured ms) the combination was fitted on: kept in memory only
+    synthetic: list[tuple[list[Kernel], float]] = field(default_factory=list, repr=False)
     _linear: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _forests: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -324,15 +331,18 @@ def fit_combination(model: KernelModel, session: RuntimeSession, settings: Profi
 
     rows: list[list[list[float]]] = []
     truth: list[np.ndarray] = []
+    all_kernels: list[list[Kernel]] = []
     for i in range(count):
         net = synthetic_network(rng)
         traced = trace(from_module(net, name=f"synthetic{i}", input_size=net.input_size))
         cuts = find_cuts(traced, "block")
         run = measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter)
         kernels = [trn_kernels(traced, c, settings.num_classes) for c in cuts]
+        all_kernels += kernels
         rows.append([combine_row(k, model.predict_kernels(k)) for k in kernels])
         truth.append(np.array([run.estimates[c.name].p50 for c in cuts]))
     x, y = np.vstack([np.array(r) for r in rows]), np.concatenate(truth)
+    model.synthetic = [(k, float(ms)) for k, ms in zip(all_kernels, y)]
     model.combine = _nnls_relative(x, y).tolist()
     held_pred = []
     for i in range(count):
