@@ -38,7 +38,7 @@ INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear"
 ADAPTIVE_ROUNDS = 2
 SYNTHETIC_NETWORKS = 20  # random networks whose TRNs fit how kernels combine
 # A calibration times DEFAULT_SCALE times the counts above: measured with ONNX Runtime at one thread
-# (docs/analytical_kernels_1thread*.md), 4x took 13.9 min and put 64% of 91 unseen block TRNs within ±10%, 1x
+# (format 6, before the alignment features), 4x took 13.9 min and put 64% of 91 unseen block TRNs within ±10%, 1x
 # 2.3-2.9 min and 24-30% (the pointwise regressor's held-out error fell from 54% to 19%)
 DEFAULT_SCALE = 4.0
 QUICK_SCALE = 0.25
