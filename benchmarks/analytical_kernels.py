@@ -65,8 +65,9 @@ def run_backend(backend: str, networks: list[str], size: int, threads: int | Non
             m = np.array([truth.estimates[c.name].p50 for c in cuts])
             out["networks"][name] = {**accuracy_metrics(p, m), "predicted_ms": p.tolist(), "measured_ms": m.tolist(),
                                      "cuts": [c.name for c in cuts]}
-            raw["networks"][name] = [[[k.to_json() for k in trn_kernels(traced, c, settings.num_classes)], float(v)]
-                                     for c, v in zip(cuts, m)]
+            if dump is not None:
+                raw["networks"][name] = [[[k.to_json() for k in trn_kernels(traced, c, settings.num_classes)],
+                                          float(v)] for c, v in zip(cuts, m)]
             predicted.append(p)
             measured.append(m)
             r = out["networks"][name]
