@@ -91,6 +91,7 @@ def test_calibrate_then_profile_analytical(cli, tmp_path):
     assert "kernels timed" in result.stdout and "dwconv" in result.stdout and model.is_file()
     stored = json.loads(model.read_text())
     assert stored["backend"] == "onnxruntime" and stored["threads"] == 1 and len(stored["samples"]["conv"]) >= 12
+    assert stored["fit"]["kernel_timing"] == "runtime profiler, own nodes"
     profiled = cli("profile", "torchvision:resnet18", "--input-size", "32", "--estimator", "analytical",
                    "--analytical-model", str(model), "--threads", "1", "--json")
     assert profiled.returncode == 0, profiled.stderr

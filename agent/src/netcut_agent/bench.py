@@ -9,7 +9,7 @@ import numpy as np
 
 from netcut_agent.runtimes import ModelError, Runner, Runtime, input_shape
 from netcut_agent.stability import Stability, stability
-from netcut_agent.stats import LatencyStats
+from netcut_agent.stats import LatencyStats, summarize
 from netcut_agent.timing import ChainCall, TimingConfig, measure_interleaved
 
 
@@ -38,6 +38,25 @@ class TimingResult:
         return cls({k: LatencyStats.from_json(v) for k, v in d["stats"].items()},
                    {k: [LatencyStats.from_json(s) for s in v] for k, v in d.get("stages", {}).items()},
                    {k: Stability.from_json(v) for k, v in d.get("stability", {}).items()})
+
+
+@dataclass
+class NodeProfile:
+    """A model's own work per run (its nodes' times summed, bookkeeping nodes left out) and each node's median."""
+
+    work: LatencyStats
+    nodes: dict[str, float]  # "type:name" -> median ms
+    bookkeeping: list[str]  # the node types left out of `work`
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"work": self.work.to_json(), "nodes": self.nodes, "bookkeeping": self.bookkeeping}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> NodeProfile:
+        """Inverse of to_json."""
+        return cls(LatencyStats.from_json(d["work"]), {k: float(v) for k, v in d["nodes"].items()},
+                   list(d["bookkeeping"]))
 
 
 class Bench:
@@ -83,6 +102,23 @@ class Bench:
         stats = measure_interleaved(calls, config)
         return TimingResult(stats, {n: c.stats(config.warmup) for n, c in chain_calls.items()},
                             {n: stability(s.samples) for n, s in stats.items()})
+
+    def profile(self, payload: bytes, shape: tuple[int, ...], runs: int) -> NodeProfile | None:
+        """Run a model `runs` times under its runtime's per-node profiler: the time of its own nodes per run
+        (without the layout conversions and output slice the runtime adds around a one-kernel model); None where
+        the runtime has no such profiler."""
+        method = getattr(self.runtime, "profile", None)
+        if method is None:
+            return None
+        times = method(payload, example(tuple(shape)), runs)
+        bookkeeping: frozenset[str] = getattr(self.runtime, "BOOKKEEPING", frozenset())
+        counted = [values for key, values in times.items() if key.split(":", 1)[0] not in bookkeeping]
+        if not counted:
+            raise ModelError("the profiler saw no node of the model's own")
+        length = min(len(values) for values in counted)
+        per_run = np.sum([values[-length:] for values in counted], axis=0)
+        return NodeProfile(summarize(per_run), {key: float(np.median(v)) for key, v in times.items()},
+                           sorted(bookkeeping))
 
     @staticmethod
     def _first(runner: Runner) -> Any:

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from netcut_agent.bench import Bench, TimingResult
+from netcut_agent.bench import Bench, NodeProfile, TimingResult
 from netcut_agent.runtimes import ModelError, get_runtime
 from netcut_agent.timing import TimingConfig, machine
 
@@ -62,6 +62,9 @@ def handle(bench: Bench, request: dict[str, Any]) -> dict[str, Any]:
     if op == "time":
         config = TimingConfig(**request["config"])
         return {"result": bench.time(request["timed"], config, request.get("chains")).to_json()}
+    if op == "profile":
+        profile = bench.profile(request["payload"], tuple(request["shape"]), int(request["runs"]))
+        return {"profile": None if profile is None else profile.to_json()}
     if op == "hello":
         return {"versions": bench.runtime.versions(), "machine": machine(), "pid": os.getpid()}
     raise ValueError(f"unknown request {op!r}")
@@ -159,6 +162,11 @@ class WorkerProcess:
         """Time loaded models and chains, interleaved, in the worker."""
         reply = self.call({"op": "time", "timed": timed, "chains": chains or {}, "config": asdict(config)})
         return TimingResult.from_json(reply["result"])
+
+    def profile(self, payload: bytes, shape: tuple[int, ...], runs: int) -> NodeProfile | None:
+        """Run a model file under the runtime's per-node profiler (None where the runtime has none)."""
+        reply = self.call({"op": "profile", "payload": payload, "shape": list(shape), "runs": runs})
+        return None if reply["profile"] is None else NodeProfile.from_json(reply["profile"])
 
     def close(self) -> None:
         """Stop the worker (politely, then firmly)."""

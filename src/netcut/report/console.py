@@ -89,7 +89,7 @@ def print_calibration(out: Console, fit: dict[str, Any], backend: str, env: dict
     """Where the calibration went, what it measured and how well its regressors predicted new kernels."""
     out.print(f"analytical model for {backend} on {env['cpu']} ({env['threads']} threads) saved to {path}: "
               f"{sum(fit['kernels'].values())} kernels timed in {fit['minutes']:.1f} min, call overhead "
-              f"{fit['overhead_ms'] * 1e3:.0f} µs")
+              f"{fit['overhead_ms'] * 1e3:.0f} µs; kernels timed by {fit.get('kernel_timing', 'whole calls')}")
     view = Table(title="kernels per kind; the last adaptive round's kernels as predicted before they were added")
     for column in ("kind", "kernels", "MAPE", "within ±10%"):
         view.add_column(column, justify="left" if column == "kind" else "right")

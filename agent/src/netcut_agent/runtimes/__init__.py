@@ -2,6 +2,9 @@
 
 A runtime is a class built with a thread count, with `load(payload) -> runner` (runner: float32 array -> list of
 float32 arrays) and `versions()`. Each is imported only when asked for, so a device installs just the one it uses.
+A runtime that can time each node of a model (ONNX Runtime's and OpenVINO's profilers) also has
+`profile(payload, x, runs) -> NodeTimes` and names the node types it adds around a model's own work (`BOOKKEEPING`:
+layout reorders, the slice that keeps one element of the output).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import Any, Protocol
 import numpy as np
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]
+# node ("type:name") -> its time (ms) in each profiled run, in run order
+NodeTimes = dict[str, list[float]]
+PROFILE_WARMUP = 10  # runs before the profiled ones (first runs allocate and pack weights)
 
 
 class ModelError(ValueError):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from netcut_agent.runtimes import ModelError, Runner, import_or_missing, with_input_shape
+from netcut_agent.runtimes import PROFILE_WARMUP, ModelError, NodeTimes, Runner, import_or_missing, with_input_shape
 
 IR_XML, IR_BIN = "model.xml", "model.bin"
 
@@ -47,6 +47,8 @@ class OpenVino:
 
     name = "openvino"
     format = "onnx"
+    # what OpenVINO adds around a one-kernel model's work: layout reorders, the output slice, inputs and outputs
+    BOOKKEEPING = frozenset({"Reorder", "Slice", "StridedSlice", "Parameter", "Result", "Constant"})
 
     def __init__(self, threads: int) -> None:
         self.ov: Any = import_or_missing("openvino", "openvino")
@@ -64,18 +66,21 @@ class OpenVino:
             path.write_bytes(payload)
             return self.core.read_model(str(path))
 
-    def load(self, payload: bytes) -> Runner:
-        """A compiled model with one reusable infer request; the runner returns every output in order."""
+    def _compile(self, payload: bytes, profiled: bool = False) -> Any:
         try:
             # f32 pinned: on CPUs with bf16 support OpenVINO would otherwise run "fp32" models in bf16 (seen here:
             # outputs 3e-3 away from PyTorch); int8 models keep their quantized ops either way
-            compiled = self.core.compile_model(self._read(payload), "CPU", {
+            return self.core.compile_model(self._read(payload), "CPU", {
                 "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "f32"})
+                "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": profiled})
         except ModelError:
             raise
         except Exception as exc:  # OpenVINO raises RuntimeError with the parser's message
             raise ModelError(f"OpenVINO cannot load this model: {str(exc).splitlines()[0][:300]}") from exc
+
+    def load(self, payload: bytes) -> Runner:
+        """A compiled model with one reusable infer request; the runner returns every output in order."""
+        compiled = self._compile(payload)
         request = compiled.create_infer_request()
         outputs = list(compiled.outputs)
 
@@ -85,6 +90,19 @@ class OpenVino:
 
         shape = compiled.inputs[0].partial_shape
         return with_input_shape(run, list(shape.to_shape()) if shape.is_static else None)
+
+    def profile(self, payload: bytes, x: np.ndarray, runs: int) -> NodeTimes:
+        """Each executed node's time in each of `runs` runs, from OpenVINO's performance counters."""
+        request = self._compile(payload, profiled=True).create_infer_request()
+        for _ in range(PROFILE_WARMUP):
+            request.infer({0: x})
+        times: NodeTimes = {}
+        for _ in range(runs):
+            request.infer({0: x})
+            for node in request.get_profiling_info():
+                times.setdefault(f"{node.node_type}:{node.node_name}", []).append(
+                    node.real_time.total_seconds() * 1000)
+        return times
 
     def versions(self) -> dict[str, str]:
         """The openvino version."""

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from netcut.latency.harness import HarnessConfig
     from netcut.latency.workers import Worker
-    from netcut_agent.bench import TimingResult
+    from netcut_agent.bench import NodeProfile, TimingResult
 
 PRECISIONS = ("fp32", "int8")
 CONVERTING = threading.Lock()  # one conversion at a time in this process
@@ -141,6 +141,7 @@ class RuntimeSession:
         self.log = log if log is not None else TimingLog()
         self.target = target
         self.last_timing: SessionTiming | None = None
+        self.profiles: bool | None = None  # whether the runtime times nodes one by one (None: not asked yet)
 
     @property
     def name(self) -> str:
@@ -173,6 +174,19 @@ class RuntimeSession:
         result, self.last_timing = time_steadily(self.worker, timed, harness.timing(), chains, self.log,
                                                  (self.target, self.name, self.worker.threads),
                                                  harness.timing_tolerance_pct)
+        return result
+
+    def profile(self, model: nn.Module, example: torch.Tensor, runs: int,
+                calibration: list[np.ndarray] | None = None) -> NodeProfile | None:
+        """Convert `model` and time its own nodes with the runtime's profiler, `runs` times; None where the worker
+        or its runtime has no per-node profiler (then only whole calls can be timed)."""
+        method = getattr(self.worker, "profile", None)  # workers on a device time whole calls only
+        if method is None or self.profiles is False:
+            self.profiles = False
+            return None
+        payload = converted(self.backend, model.eval(), example, self.precision, calibration)
+        result: NodeProfile | None = method(payload, tuple(example.shape), runs)
+        self.profiles = result is not None
         return result
 
     def run(self, name: str, x: np.ndarray) -> list[np.ndarray]:

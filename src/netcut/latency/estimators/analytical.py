@@ -2,9 +2,10 @@
 the runtime's per-call overhead; nothing of the estimated network is executed.
 
 `netcut calibrate` samples kernel configurations of every kind (fused convolutions, depthwise, pointwise, grouped,
-elementwise, pools, concatenations, linear), times each alone in the runtime (converted as a one-kernel model),
-then samples more where its regressors disagree most (adaptive sampling, nn-Meter's idea). One random forest per
-kind predicts a kernel's latency from its shapes. The calibration is stored as the measured samples, not as
+elementwise, pools, concatenations, linear), times each alone in the runtime (converted as a one-kernel model; with
+the runtime's per-node profiler where it has one, so that the layout conversions around a lone kernel are not
+counted), then samples more where its regressors disagree most (adaptive sampling, nn-Meter's idea). One random
+forest per kind predicts a kernel's latency from its shapes. The calibration is stored as the measured samples, not as
 pickled models: the forests are refitted (deterministically, in about a second) when it is loaded. It belongs to
 one device × runtime (and version) × precision × threads and is refused elsewhere.
 """
@@ -31,7 +32,7 @@ from netcut.latency.steadiness import cache_dir
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
-VERSION = 7
+VERSION = 8
 # First samples per kind, then adaptive rounds; convolutions vary most, so they get more.
 INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear": 16, "eltwise": 32, "unary": 16,
                    "pool": 16, "gpool": 24, "concat": 16}
@@ -39,10 +40,12 @@ ADAPTIVE_ROUNDS = 2
 SYNTHETIC_NETWORKS = 20  # random networks whose TRNs fit how kernels combine
 # A calibration times DEFAULT_SCALE times the counts above: measured with ONNX Runtime at one thread
 # (format 6, before the alignment features), 4x took 13.9 min and put 64% of 91 unseen block TRNs within ±10%, 1x
-# 2.3-2.9 min and 24-30% (the pointwise regressor's held-out error fell from 54% to 19%)
+# 2.3-2.9 min and 24-30% (the pointwise regressor's held-out error fell from 54% to 19%); with profiled kernels
+# (format 8) 4x takes 7.2-8.2 min
 DEFAULT_SCALE = 4.0
 QUICK_SCALE = 0.25
-BATCH = 24  # kernels timed together in one session
+BATCH = 24  # kernels timed together in one session (runtimes without a per-node profiler)
+PROFILE_RUNS = 40  # profiled runs per kernel (after the runtime's warm-up runs)
 FLOOR_MS = 1e-4
 
 
@@ -133,17 +136,22 @@ CONV_KINDS = ("conv", "pwconv", "dwconv", "gconv")
 CONV_GROUPS = (("dense and grouped convolutions", ("conv", "gconv")), ("pointwise convolutions", ("pwconv",)),
                ("depthwise convolutions", ("dwconv",)))
 COMBINE_TERMS = (*(name for name, _ in CONV_GROUPS), "other kernels", "layout conversions saved (M elements)",
-                 "per kernel", "per call")
+                 "network input layout conversion (M elements)", "per kernel", "per call")
 
 
 def combine_row(kernels: list[Kernel], predicted: np.ndarray) -> list[float]:
     """A TRN's terms for how its kernels combine in a network: the predicted time of each kind of convolution, the
     rest, the activations its convolutions read and write (a runtime converts their layout once per network, not
-    per kernel: counted negative), the number of kernels, and one call."""
+    per kernel: counted negative), the network input's elements (converted to the runtime's layout once per call:
+    profiled kernels leave that conversion out; with OpenVINO this term raised the share of synthetic networks'
+    TRNs within ±10%, each network left out of the fit in turn, from 74% to 79%), the number of kernels, and one
+    call."""
     kinds = np.array([k.kind for k in kernels])
     groups = [float(predicted[np.isin(kinds, members)].sum()) for _, members in CONV_GROUPS]
     boundary = sum(_base_features(k)[1] + _base_features(k)[2] for k in kernels if k.kind in CONV_KINDS)
-    return [*groups, float(predicted[~np.isin(kinds, CONV_KINDS)].sum()), -boundary, float(len(kernels)), 1.0]
+    network_input = _base_features(kernels[0])[1] if kernels else 0.0
+    return [*groups, float(predicted[~np.isin(kinds, CONV_KINDS)].sum()), -boundary, network_input,
+            float(len(kernels)), 1.0]
 
 
 @dataclass
@@ -244,20 +252,32 @@ def _overhead_module() -> tuple[torch.nn.Module, torch.Tensor]:
 
 def measure_kernels(session: RuntimeSession, kernels: list[Kernel], harness: HarnessConfig,
                     reporter: Reporter = QUIET) -> tuple[np.ndarray, float, list[tuple[float, float]]]:
-    """Time kernels, each alone as a one-kernel model, BATCH at a time beside the call-overhead model; returns their
-    latencies minus the overhead, the median overhead, and each kernel's (p90/p50, p99/p50)."""
+    """Time kernels, each alone as a one-kernel model; returns their latencies (ms), the median per-call overhead,
+    and each kernel's (p90/p50, p99/p50).
+
+    Where the runtime has a per-node profiler (ONNX Runtime, OpenVINO), a kernel's latency is the time of its own
+    nodes: a one-kernel model also converts its input and output to and from the runtime's blocked layout, which a
+    kernel inside a network does not (measured with ONNX Runtime: the sum of isolated kernels' whole calls was 7-60%
+    above the TRN, the sum of their own nodes within 3% of the TRN's nodes). Elsewhere, whole calls are timed BATCH
+    at a time beside a model that does next to nothing, whose time (the call overhead) is subtracted."""
     out = np.zeros(len(kernels))
-    overheads, tails = [], []
+    overheads: list[float] = []
+    tails: list[tuple[float, float]] = []
     with reporter.bar(f"timing {len(kernels)} kernels ({session.name}, {session.precision})", len(kernels)) as advance:
-        for start in range(0, len(kernels), BATCH):
+        done = 0
+        while done < len(kernels) and session.profiles is not False:
+            module, x = kernel_module(kernels[done])
+            profile = session.profile(module, x, PROFILE_RUNS, _calibration(x, session.precision))
+            if profile is None:
+                break
+            work = profile.work
+            out[done] = max(work.p50, FLOOR_MS)
+            tails.append((work.p90 / max(work.p50, FLOOR_MS), work.p99 / max(work.p50, FLOOR_MS)))
+            done += 1
+            advance()
+        for start in range(done, len(kernels), BATCH):
             batch = kernels[start:start + BATCH]
-            module, x = _overhead_module()
-            session.add("overhead", module, x, _calibration(x, session.precision))
-            for i, kernel in enumerate(batch):
-                module, x = kernel_module(kernel)
-                session.add(f"k{i}", module, x, _calibration(x, session.precision))
-            stats = session.time(["overhead"] + [f"k{i}" for i in range(len(batch))], harness).stats
-            session.clear()
+            stats = _time_with_overhead(session, batch, harness)
             overhead = stats["overhead"].p50
             overheads.append(overhead)
             for i in range(len(batch)):
@@ -265,7 +285,21 @@ def measure_kernels(session: RuntimeSession, kernels: list[Kernel], harness: Har
                 out[start + i] = max(s.p50 - overhead, FLOOR_MS)
                 tails.append((s.p90 / s.p50, s.p99 / s.p50))
                 advance()
+    if not overheads:  # profiled: the call overhead is timed once, on its own
+        overheads.append(_time_with_overhead(session, [], harness)["overhead"].p50)
     return out, float(np.median(overheads)), tails
+
+
+def _time_with_overhead(session: RuntimeSession, kernels: list[Kernel], harness: HarnessConfig) -> dict[str, Any]:
+    """Whole calls of one-kernel models ("k0", "k1", ...) timed interleaved beside the call-overhead model."""
+    module, x = _overhead_module()
+    session.add("overhead", module, x, _calibration(x, session.precision))
+    for i, kernel in enumerate(kernels):
+        module, x = kernel_module(kernel)
+        session.add(f"k{i}", module, x, _calibration(x, session.precision))
+    stats = session.time(["overhead"] + [f"k{i}" for i in range(len(kernels))], harness).stats
+    session.clear()
+    return stats
 
 
 def _calibration(x: torch.Tensor, precision: str) -> list[np.ndarray] | None:
@@ -313,6 +347,7 @@ def calibrate(session: RuntimeSession, settings: ProfileSettings, reporter: Repo
     networks = fit_combination(model, session, settings, rng, max(4, int(round(SYNTHETIC_NETWORKS * scale))),
                                reporter)
     model.fit = {"kernels": {k: len(v) for k, v in model.samples.items()},
+                 "kernel_timing": "runtime profiler, own nodes" if session.profiles else "whole calls minus overhead",
                  "last_round_before_refit": held_out, "overhead_ms": overhead, "synthetic_networks": networks,
                  "minutes": (time.perf_counter() - started) / 60}
     if save_to is not None:
