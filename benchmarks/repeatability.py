@@ -7,10 +7,13 @@ throwaway run directory); then the same `netcut explore ... --json` command runs
 directory and its own process, one after the other.
 
 Reported per backend × threads: the share of deadlines at which both runs chose the same network (model, cut,
-backend), the share of winners whose verified latency lay within ±10% of their estimate (both runs), proposals
-rejected on verification, the estimate of each full network in each run, and the timing sessions' own figures.
+backend), and the same share among the deadlines where neither run flagged a close call (a latency within
+CLOSE_CALL_PCT of the deadline decided it), why the others came apart, the share of winners whose verified latency
+lay within ±10% of their estimate (both runs), proposals rejected on verification, how far every candidate's
+estimate moved between the two runs, the estimate of each full network in each run, and the timing sessions' own
+figures.
 
-Usage: python benchmarks/repeatability.py [--backends torch,onnxruntime] [--threads default,1] [--deadlines 8]
+Usage: python benchmarks/repeatability.py [--backends torch,onnxruntime] [--threads default,1] [--deadlines 12]
 """
 
 from __future__ import annotations
@@ -57,10 +60,30 @@ def chosen(decision: dict) -> str | None:
     return None if c is None else f"{c['model']}@{c['cut']}"
 
 
+def estimate_shifts(runs: list[dict]) -> list[float]:
+    """Every candidate's estimate in run 2 against run 1, in percent."""
+    first = {(c["model"], c["cut"]): c["estimated_ms"] for c in runs[0]["deadlines"][0]["candidates"]}
+    return [100 * (c["estimated_ms"] / first[(c["model"], c["cut"])] - 1)
+            for c in runs[1]["deadlines"][0]["candidates"] if (c["model"], c["cut"]) in first]
+
+
+def why_apart(x: dict, y: dict) -> str:
+    """Why two runs chose apart at one deadline: a close call flagged by either run (a latency within a few percent
+    of the deadline decided it), a choice carried over from another deadline's proposals, or neither."""
+    if x["close_calls"] or y["close_calls"]:
+        return "close call"
+    if any(d["chosen"] is not None and f"{d['chosen']['model']}@{d['chosen']['cut']}" not in d["proposals"]
+           for d in (x, y)):
+        return "carried over"
+    return "other"
+
+
 def compare(runs: list[dict]) -> dict:
     """Agreement of the two runs' choices and each winner's verification against its estimate."""
     a, b = runs[0]["deadlines"], runs[1]["deadlines"]
     same = [chosen(x) == chosen(y) for x, y in zip(a, b)]
+    flagged = [bool(x["close_calls"] or y["close_calls"]) for x, y in zip(a, b)]
+    shifts = np.abs(estimate_shifts(runs))
     verified, rejected = [], 0
     for run in runs:
         for d in run["deadlines"]:
@@ -70,7 +93,13 @@ def compare(runs: list[dict]) -> dict:
                 verified.append(abs(c["latency_ms"] / c["estimated_ms"] - 1))
     fulls = [{c["model"]: c["estimated_ms"] for c in run["deadlines"][0]["candidates"] if c["is_full"]}
              for run in runs]
+    unflagged = [s for s, f in zip(same, flagged) if not f]
     return {"same_choice_pct": 100 * float(np.mean(same)), "deadlines": len(same),
+            "flagged": int(sum(flagged)),
+            "same_choice_unflagged_pct": 100 * float(np.mean(unflagged)) if unflagged else None,
+            "apart_because": [why_apart(x, y) for x, y, s in zip(a, b, same) if not s],
+            "estimate_shift_pct": {"median": float(np.median(shifts)), "p90": float(np.percentile(shifts, 90)),
+                                   "max": float(shifts.max())},
             "verified_within10_pct": 100 * float(np.mean(np.array(verified) <= 0.10)) if verified else None,
             "verified_errors_pct": [100 * v for v in verified], "rejected_on_verification": rejected,
             "full_estimates_ms": fulls,
@@ -85,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="torch,onnxruntime")
     parser.add_argument("--threads", default="default,1", help="thread settings: default (netcut's) and/or numbers")
-    parser.add_argument("--deadlines", type=int, default=8)
+    parser.add_argument("--deadlines", type=int, default=12)
     parser.add_argument("--name", default="repeatability")
     args = parser.parse_args()
     results = {}
@@ -108,9 +137,10 @@ def main() -> None:
              "network. Each run: `netcut explore --models efficientnet_lite0,efficientnet_lite1 --data "
              "digits --input-size 96 --limit-train 420 --epochs 10 --backend B [--threads T] --deadline GRID`, in a "
              "fresh run directory and a process of its own.", "",
-             "| backend | threads | threads used | same choice | winner's verification within ±10% of its estimate "
-             "| rejected on verification | full networks' estimates, run 1 → run 2 | timing sessions (repeated, "
-             "unsteady) |", "|---|---|---|---|---|---|---|---|"]
+             "| backend | threads | threads used | same choice | same choice where neither run flagged a close call "
+             "| why apart | winner's verification within ±10% of its estimate | rejected on verification "
+             "| candidates' estimates, run 2 against run 1: median, p90, max | full networks' estimates, run 1 → "
+             "run 2 | timing sessions (repeated, unsteady) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         backend, threads = key.split("/")
         fulls = "; ".join(f"{m.split('_')[-1]} {r['full_estimates_ms'][0][m]:.2f} → {r['full_estimates_ms'][1][m]:.2f}"
@@ -118,9 +148,13 @@ def main() -> None:
         timing = ", ".join(f"{t.get('sessions', 0)} ({t.get('repeated', 0)}, {t.get('unsteady', 0)})"
                            for t in r["timing"])
         within = "–" if r["verified_within10_pct"] is None else f"{r['verified_within10_pct']:.0f}%"
+        unflagged = "–" if r["same_choice_unflagged_pct"] is None else \
+            f"{r['same_choice_unflagged_pct']:.0f}% of {r['deadlines'] - r['flagged']}"
+        apart = ", ".join(f"{r['apart_because'].count(k)} {k}" for k in dict.fromkeys(r["apart_because"])) or "–"
+        shift = "{median:.1f}%, {p90:.1f}%, {max:.1f}%".format(**r["estimate_shift_pct"])
         lines.append(f"| {backend} | {threads} | {'/'.join(str(t) for t in r['threads_used'])} | "
-                     f"{r['same_choice_pct']:.0f}% of {r['deadlines']} | {within} | {r['rejected_on_verification']} | "
-                     f"{fulls} ms | {timing} |")
+                     f"{r['same_choice_pct']:.0f}% of {r['deadlines']} | {unflagged} | {apart} | {within} | "
+                     f"{r['rejected_on_verification']} | {shift} | {fulls} ms | {timing} |")
     lines += ["", "Choices per deadline (run 1 | run 2):", ""]
     for key, r in results.items():
         lines.append(f"- {key}: " + "; ".join(f"{d:g} ms: {x} | {y}" if x != y else f"{d:g} ms: {x}"

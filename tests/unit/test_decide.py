@@ -9,6 +9,7 @@ from netcut.search.decide import (
     best_fine_tuned_off_the_shelf,
     best_off_the_shelf,
     best_probe,
+    close_calls,
     decide,
     fine_tune_plan,
     relative_gain,
@@ -192,3 +193,37 @@ def test_heads_are_a_dimension_of_their_own():
     assert decision.chosen.candidate == multi[3] and decision.chosen.record.head == "multi512"
     pool, _ = fine_tune_plan(Deadline(20.0), A + multi, records, top=4)
     assert [c for c, _ in pool] == [A[3]]  # Head2Toe heads compete as probes; fine-tuning takes single-cut heads
+
+
+def test_close_calls_name_what_the_choice_hung_on_by_a_few_percent():
+    # a@blocks.3 (4 ms) validates best, a@blocks.2 (3 ms) second; with no margin a deadline of 3.9 ms excludes the
+    # best one by 2.6% of its estimate: a second run whose estimate is 3% lower would choose it
+    records = [probe(A[3], 0.90), probe(A[2], 0.85), probe(A[1], 0.80)]
+    deadline = Deadline(3.9, margin=0.0)
+    decision = decide(deadline, ALL, [A[2], A[1]], records, {A[2].id: measured(3.0)})
+    assert decision.chosen.candidate == A[2]
+    calls = close_calls(decision, ALL, records)
+    assert [(c.candidate, c.kind) for c in calls] == [(A[3].id, "excluded")]
+    assert calls[0].distance_pct == pytest.approx(100 * (4.0 / 3.9 - 1))
+    assert "only just misses" in calls[0].text() and calls[0].to_json()["cut"] == "blocks.3"
+    # far from every edge: nothing to flag (the more accurate one is 25% over, the chosen one 25% under)
+    far = Deadline(3.2, margin=0.0)
+    assert close_calls(decide(far, ALL, [A[2]], records, {A[2].id: measured(2.4)}), ALL, records) == []
+    # the chosen one's estimate (with the margin) and its measurement only just under the deadline
+    tight = Deadline(3.1, margin=0.0)
+    chosen = decide(tight, ALL, [A[2]], records, {A[2].id: measured(3.05)})
+    assert [(c.candidate, c.kind) for c in close_calls(chosen, ALL, records)] == [(A[2].id, "admitted"),
+                                                                                   (A[2].id, "verified")]
+    # a narrower band leaves out what lies 3% away
+    assert [c.kind for c in close_calls(chosen, ALL, records, within_pct=2.0)] == ["verified"]
+
+
+def test_close_calls_of_a_rejection_and_of_an_infeasible_deadline():
+    records = [probe(A[3], 0.90), probe(A[2], 0.85)]
+    deadline = Deadline(4.5, margin=0.0)  # a@blocks.3 (4 ms) admitted, measured 4.6: rejected by 2.2%
+    decision = decide(deadline, ALL, [A[3], A[2]], records, {A[3].id: measured(4.6), A[2].id: measured(3.0)})
+    assert decision.chosen.candidate == A[2]
+    assert [(c.candidate, c.kind) for c in close_calls(decision, ALL, records)] == [(A[3].id, "rejected")]
+    none = decide(Deadline(0.97, margin=0.0), ALL, [], [], {})  # the fastest (1 ms) misses it by 3%
+    assert [(c.candidate, c.kind) for c in close_calls(none, ALL, [])] == [(A[0].id, "excluded")]
+    assert close_calls(decide(Deadline(0.5, margin=0.0), ALL, [], [], {}), ALL, []) == []

@@ -122,3 +122,26 @@ def test_several_devices_get_a_frontier_each_from_their_own_estimates(tmp_path):
     assert on_a == ["blocks.1", "blocks.2"] and on_b == ["blocks.2"]  # on b the shallower cut is slower and worse
     assert device_frontiers([fast, slow], records) == {}  # one device: nothing extra
     assert plot(result(both, records), tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_close_calls_reach_the_json_the_report_and_the_console(explored):
+    from rich.console import Console
+
+    from netcut.report.console import print_result
+
+    # b@blocks.1 validates best and is measured 3.2% over a 6.2 ms deadline: a second run may well keep it
+    close = decide(Deadline(6.2, margin=0.0), A + B, [A[4], B[1]], list(explored.records),
+                   {B[1].id: Percentiles(6.4, 7.0, 7.5), A[4].id: Percentiles(4.9, 5.1, 5.3)})
+    shown = result(A + B, explored.records, (explored.decisions[1], close))
+    far, near = explore_json(shown)["deadlines"]
+    assert far["close_calls"] == []
+    assert near["close_calls"] == [{"model": "b", "cut": "blocks.1", "backend": "onnxruntime", "precision": "fp32",
+                                    "kind": "rejected", "latency_ms": 6.4,
+                                    "distance_pct": pytest.approx(100 * (6.4 / 6.2 - 1))}]
+    md = markdown(shown)
+    assert "close call: b@blocks.1 (measured latency only just missed it: +3.2%)" in md
+    assert "A close call is a latency within 5% of the deadline" in md
+    assert "close call" not in markdown(explored)  # nothing near an edge, no note
+    out = Console(record=True, width=200)
+    print_result(out, shown)
+    assert "close call at 6.2 ms: b@blocks.1 (measured latency only just missed it: +3.2%)" in out.export_text()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from netcut.latency.steadiness import timing_text
 from netcut.latency.table import LatencyTable
-from netcut.search.decide import relative_gain
+from netcut.search.decide import CLOSE_CALL_PCT, close_calls, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.search.results import ExploreResult
 from netcut.types import CutPoint
@@ -131,6 +131,11 @@ def print_result(out: Console, result: ExploreResult) -> None:
                       f"{relative_gain(c.score, t.score):+.1f}%" if t else "–"]
         table.add_row(*cells)
     out.print(table)
+    for d in result.decisions:
+        calls = close_calls(d, list(result.candidates), list(result.records))
+        if calls:
+            out.print(f"[yellow]close call at {d.deadline.ms:g} ms[/yellow]: " + "; ".join(c.text() for c in calls)
+                      + f". Within {CLOSE_CALL_PCT:g}% of the deadline a second run may choose otherwise.")
     for (backend, precision), group in frontiers(list(result.candidates), list(result.records)).items():
         front = Table(title=f"Pareto frontier of the retrained candidates: {backend}, {precision}")
         for column in ("model", "cut", "estimated p50", "size", f"test {metric}"):

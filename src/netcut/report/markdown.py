@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from netcut.latency.steadiness import timing_text
-from netcut.search.decide import best_probe, relative_gain
+from netcut.search.decide import CLOSE_CALL_PCT, best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.search.results import Choice, Decision, ExploreResult, TrainingRecord
 
@@ -31,6 +31,8 @@ def _chosen_row(result: ExploreResult, d: Decision) -> list[str]:
     for r in d.rejected:
         lines.append(f"|  | rejected: {r.candidate.label} ({r.candidate.backend} {r.candidate.precision}) measured "
                      f"{r.measured_ms:.2f} ms (estimated {r.estimated_ms:.2f}) | | | | | | | | | |")
+    for call in close_calls(d, list(result.candidates), list(result.records)):
+        lines.append(f"|  | close call: {call.text()} | | | | | | | | | |")
     return lines
 
 
@@ -60,6 +62,10 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
               "| best off-the-shelf meeting it | relative gain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in result.decisions:
         lines += _chosen_row(result, d)
+    if any(close_calls(d, list(result.candidates), list(result.records)) for d in result.decisions):
+        lines += ["", f"A close call is a latency within {CLOSE_CALL_PCT:g}% of the deadline that decided the choice: "
+                  "timings of one network in two runs differ by a few percent, so a second run may choose otherwise "
+                  "there."]
     lines += ["", "## Pareto frontiers (trained candidates), one per runtime and precision", ""]
     for (backend, precision), front in frontiers(list(result.candidates), list(result.records)).items():
         lines += [f"### {backend}, {precision}", "", f"| model | cut | estimated p50 | size | test {metric} |",

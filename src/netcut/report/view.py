@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netcut.search.decide import best_probe, relative_gain
+from netcut.search.decide import best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.search.results import Candidate, Choice, Decision, ExploreResult
 
@@ -68,7 +68,8 @@ def decision_json(result: ExploreResult, decision: Decision) -> dict[str, Any]:
         "best_off_the_shelf": None if decision.best_off_the_shelf is None else
         choice_json(decision.best_off_the_shelf),
         "best_off_the_shelf_fine_tuned": None if decision.best_off_the_shelf_fine_tuned is None else
-        choice_json(decision.best_off_the_shelf_fine_tuned), **gains(result, decision)}
+        choice_json(decision.best_off_the_shelf_fine_tuned), **gains(result, decision),
+        "close_calls": [c.to_json() for c in close_calls(decision, list(result.candidates), list(result.records))]}
     if decision.chosen is None and decision.fastest is not None:
         out.update({"fastest_ms": decision.fastest_ms, "fastest": by_id[decision.fastest].label,
                     "reason": decision.reason})

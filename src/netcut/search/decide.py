@@ -6,6 +6,9 @@ and is not known yet, it returns a decision `pending` on that candidate: the cal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from netcut.search.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
 from netcut.types import CandidateId, Percentiles
 
@@ -118,3 +121,79 @@ def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Cand
         return outcome(Choice(candidate, record, latency if verify else None), rejected, None)
     return outcome(None, rejected, "every proposal missed the deadline when measured" if ranked
                    else "no candidate that meets the deadline was trained")
+
+
+# how far a latency may lie from the deadline for a second run to decide otherwise: one candidate's estimate moved by
+# up to about this much between two fresh runs of one command on this project's machine (docs/repeatability.md)
+CLOSE_CALL_PCT = 5.0
+
+
+@dataclass(frozen=True)
+class CloseCall:
+    """A latency that decided a deadline's outcome by less than CLOSE_CALL_PCT: a second run may decide otherwise."""
+
+    candidate: CandidateId
+    kind: str  # admitted (estimate only just meets), excluded (only just misses), verified, rejected (measured)
+    latency_ms: float  # the estimate (with the margin) or the measurement it was judged by
+    distance_pct: float  # against the deadline: negative under it, positive over it
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"model": self.candidate.backbone, "cut": self.candidate.cut, "backend": self.candidate.backend,
+                "precision": self.candidate.precision, "kind": self.kind, "latency_ms": self.latency_ms,
+                "distance_pct": self.distance_pct}
+
+    def text(self) -> str:
+        """One phrase for consoles and reports."""
+        what = {"admitted": "estimate only just meets it", "excluded": "estimate only just misses it",
+                "verified": "measured latency only just meets it", "rejected": "measured latency only just missed it"}
+        return f"{self.candidate.label} ({what[self.kind]}: {self.distance_pct:+.1f}%)"
+
+
+def close_calls(decision: Decision, candidates: list[Candidate], records: list[TrainingRecord],
+                within_pct: float = CLOSE_CALL_PCT) -> list[CloseCall]:
+    """What a deadline's choice hung on by less than `within_pct`: the chosen network's estimate (with the margin)
+    or measurement just under the deadline, a more accurate trained candidate's estimate just over it, a proposal
+    rejected by a measurement just over it; where nothing was chosen, the fastest candidate just over it.
+    Timings of one network in two runs differ by a few percent, so these are where two runs may choose apart."""
+    deadline = decision.deadline
+    at = deadline.percentile
+
+    def fits(c: Candidate) -> bool:
+        return deadline.max_model_mb is None or c.size_bytes <= deadline.max_model_mb * 1e6
+
+    def distance(ms: float) -> float:
+        return 100.0 * (ms / deadline.ms - 1.0)
+
+    def near(ms: float) -> bool:
+        return abs(distance(ms)) <= within_pct
+
+    calls: list[CloseCall] = []
+    chosen = decision.chosen
+    if chosen is None:
+        sized = [c for c in candidates if fits(c)]
+        if sized:
+            fastest = min(sized, key=lambda c: c.estimate.percentile(at))
+            admission = fastest.estimate.percentile(at) * (1 + deadline.margin)
+            if near(admission):
+                calls.append(CloseCall(fastest.id, "excluded", admission, distance(admission)))
+    else:
+        admission = chosen.candidate.estimate.percentile(at) * (1 + deadline.margin)
+        if near(admission):
+            calls.append(CloseCall(chosen.candidate.id, "admitted", admission, distance(admission)))
+        if chosen.measured is not None and near(chosen.measured.percentile(at)):
+            calls.append(CloseCall(chosen.candidate.id, "verified", chosen.measured.percentile(at),
+                                   distance(chosen.measured.percentile(at))))
+        for _, candidate in _ranked(candidates, records):
+            if candidate.id == chosen.candidate.id:
+                break  # those after it are less accurate: they could not have been chosen instead
+            if deadline.admits(candidate) or candidate.id in {c.candidate for c in calls}:
+                continue
+            estimate = candidate.estimate.percentile(at) * (1 + deadline.margin)
+            if fits(candidate) and near(estimate):
+                calls.append(CloseCall(candidate.id, "excluded", estimate, distance(estimate)))
+    for rejection in decision.rejected:
+        if near(rejection.measured_ms):
+            calls.append(CloseCall(rejection.candidate, "rejected", rejection.measured_ms,
+                                   distance(rejection.measured_ms)))
+    return calls
