@@ -145,7 +145,8 @@ class CloseCall:
 
     def text(self) -> str:
         """One phrase for consoles and reports."""
-        what = {"admitted": "estimate only just meets it", "excluded": "estimate only just misses it",
+        what = {"admitted": "estimate with the margin only just meets it",
+                "excluded": "estimate with the margin only just misses it",
                 "verified": "measured latency only just meets it", "rejected": "measured latency only just missed it"}
         return f"{self.candidate.label} ({what[self.kind]}: {self.distance_pct:+.1f}%)"
 
