@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from netcut.latency.steadiness import timing_text
-from netcut.search.decide import CLOSE_CALL_PCT, best_probe, close_calls, relative_gain
+from netcut.search.decide import CLOSE_CALL_PCT, CloseCall, best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.search.results import Choice, Decision, ExploreResult, TrainingRecord
 
@@ -14,7 +14,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _chosen_row(result: ExploreResult, d: Decision) -> list[str]:
+def _chosen_row(result: ExploreResult, d: Decision, calls: list[CloseCall]) -> list[str]:
     c, b = d.chosen, d.best_off_the_shelf
     if c is None:
         fastest = next((x.label for x in result.candidates if x.id == d.fastest), "?")
@@ -31,7 +31,7 @@ def _chosen_row(result: ExploreResult, d: Decision) -> list[str]:
     for r in d.rejected:
         lines.append(f"|  | rejected: {r.candidate.label} ({r.candidate.backend} {r.candidate.precision}) measured "
                      f"{r.measured_ms:.2f} ms (estimated {r.estimated_ms:.2f}) | | | | | | | | | |")
-    for call in close_calls(d, list(result.candidates), list(result.records)):
+    for call in calls:
         lines.append(f"|  | close call: {call.text()} | | | | | | | | | |")
     return lines
 
@@ -60,9 +60,10 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
     lines += ["## Chosen network per deadline", "",
               f"| deadline | chosen | cut | runtime | test {metric} | measured p50 | measured p90 | estimated | size "
               "| best off-the-shelf meeting it | relative gain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for d in result.decisions:
-        lines += _chosen_row(result, d)
-    if any(close_calls(d, list(result.candidates), list(result.records)) for d in result.decisions):
+    calls = [close_calls(d, list(result.candidates), list(result.records)) for d in result.decisions]
+    for d, decision_calls in zip(result.decisions, calls):
+        lines += _chosen_row(result, d, decision_calls)
+    if any(calls):
         lines += ["", f"A close call is a latency within {CLOSE_CALL_PCT:g}% of the deadline that decided the choice: "
                   "timings of one network in two runs differ by a few percent, so a second run may choose otherwise "
                   "there."]

@@ -158,10 +158,6 @@ def close_calls(decision: Decision, candidates: list[Candidate], records: list[T
     rejected by a measurement just over it; where nothing was chosen, the fastest candidate just over it.
     Timings of one network in two runs differ by a few percent, so these are where two runs may choose apart."""
     deadline = decision.deadline
-    at = deadline.percentile
-
-    def fits(c: Candidate) -> bool:
-        return deadline.max_model_mb is None or c.size_bytes <= deadline.max_model_mb * 1e6
 
     def distance(ms: float) -> float:
         return 100.0 * (ms / deadline.ms - 1.0)
@@ -172,26 +168,27 @@ def close_calls(decision: Decision, candidates: list[Candidate], records: list[T
     calls: list[CloseCall] = []
     chosen = decision.chosen
     if chosen is None:
-        sized = [c for c in candidates if fits(c)]
+        sized = [c for c in candidates if deadline.fits(c)]
         if sized:
-            fastest = min(sized, key=lambda c: c.estimate.percentile(at))
-            admission = fastest.estimate.percentile(at) * (1 + deadline.margin)
+            fastest = min(sized, key=deadline.admission_ms)
+            admission = deadline.admission_ms(fastest)
             if near(admission):
                 calls.append(CloseCall(fastest.id, "excluded", admission, distance(admission)))
     else:
-        admission = chosen.candidate.estimate.percentile(at) * (1 + deadline.margin)
+        admission = deadline.admission_ms(chosen.candidate)
         if near(admission):
             calls.append(CloseCall(chosen.candidate.id, "admitted", admission, distance(admission)))
-        if chosen.measured is not None and near(chosen.measured.percentile(at)):
-            calls.append(CloseCall(chosen.candidate.id, "verified", chosen.measured.percentile(at),
-                                   distance(chosen.measured.percentile(at))))
+        if chosen.measured is not None:
+            measured = chosen.measured.percentile(deadline.percentile)
+            if near(measured):
+                calls.append(CloseCall(chosen.candidate.id, "verified", measured, distance(measured)))
         for _, candidate in _ranked(candidates, records):
             if candidate.id == chosen.candidate.id:
                 break  # those after it are less accurate: they could not have been chosen instead
             if deadline.admits(candidate) or candidate.id in {c.candidate for c in calls}:
                 continue
-            estimate = candidate.estimate.percentile(at) * (1 + deadline.margin)
-            if fits(candidate) and near(estimate):
+            estimate = deadline.admission_ms(candidate)
+            if deadline.fits(candidate) and near(estimate):
                 calls.append(CloseCall(candidate.id, "excluded", estimate, distance(estimate)))
     for rejection in decision.rejected:
         if near(rejection.measured_ms):

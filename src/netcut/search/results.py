@@ -23,11 +23,17 @@ class Deadline:
     margin: float = 0.05
     max_model_mb: float | None = None  # the second budget: the model file's size in its deployment format
 
+    def fits(self, candidate: Candidate) -> bool:
+        """Whether the candidate's model file fits the size budget (if any)."""
+        return self.max_model_mb is None or candidate.size_bytes <= self.max_model_mb * 1e6
+
+    def admission_ms(self, candidate: Candidate) -> float:
+        """The estimate at the deadline's percentile, inflated by the margin: what is held against the deadline."""
+        return candidate.estimate.percentile(self.percentile) * (1.0 + self.margin)
+
     def admits(self, candidate: Candidate) -> bool:
         """Whether the estimate, inflated by the margin, meets the deadline (and the size fits the budget)."""
-        if self.max_model_mb is not None and candidate.size_bytes > self.max_model_mb * 1e6:
-            return False
-        return candidate.estimate.percentile(self.percentile) * (1.0 + self.margin) <= self.ms
+        return self.fits(candidate) and self.admission_ms(candidate) <= self.ms
 
     def met_by(self, measured: Percentiles) -> bool:
         """Whether a measured latency meets the deadline (no margin: it is the truth)."""
