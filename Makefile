@@ -10,7 +10,10 @@ AGENT_VENV := .venv-agent
 AGENT_STAMP := $(AGENT_VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint venv agent-venv dataset clean bench
+# Exact versions for everything installed (pyproject.toml declares ranges)
+CONSTRAINTS := constraints.txt
+
+.PHONY: demo test test-fast lint venv agent-venv dataset clean bench
 
 demo: venv dataset
 	$(VENV)/bin/netcut demo
@@ -18,29 +21,34 @@ demo: venv dataset
 test: venv agent-venv dataset
 	$(PY) -m pytest -q
 
-# ruff (style, imports, bugs, annotations) on everything; mypy (untyped definitions refused) on the package
+# Everything but the tests marked slow: the loop while working (CI runs `make test`, everything)
+test-fast: venv agent-venv dataset
+	$(PY) -m pytest -q -m "not slow"
+
+# ruff (style, imports, bugs, annotations) on everything; mypy (untyped definitions refused) on the package;
+# import-linter: the layers and no import cycles (contracts in pyproject.toml)
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks agent/src
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 venv: $(STAMP)
 
-# The agent (netcut's timing core, torch-free) first: netcut depends on it.
-$(STAMP): pyproject.toml agent/pyproject.toml
+# netcut ships the agent's timing core (agent/src) inside it: one install.
+$(STAMP): pyproject.toml agent/pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e './agent[onnxruntime,litert,openvino]'
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	# Ray in a resolve of its own: resolved together with the rest, pip backtracked to a grpcio with no wheel
-	$(PY) -m pip install --quiet -e '.[ray]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[ray]'
 	touch $(STAMP)
 
 agent-venv: $(AGENT_STAMP)
 
-$(AGENT_STAMP): agent/pyproject.toml
+$(AGENT_STAMP): agent/pyproject.toml $(CONSTRAINTS)
 	test -x $(AGENT_VENV)/bin/python || $(PYTHON) -m venv $(AGENT_VENV)
 	$(AGENT_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AGENT_VENV)/bin/python -m pip install --quiet -e './agent[onnxruntime,litert]'
+	$(AGENT_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e './agent[onnxruntime,litert]'
 	touch $(AGENT_STAMP)
 
 # The real Fashion-MNIST ships as a Debian package; install it when we can (root), else say how.

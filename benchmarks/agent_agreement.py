@@ -73,9 +73,9 @@ def main() -> None:
     cluster = LocalRayCluster(nodes=2, devices=("bench",)).__enter__()
     try:
         os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})  # before ray reads
-        import ray
+        from netcut.ray_cluster import RayCluster
 
-        ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
+        joined = RayCluster(cluster.address)
         device = connect(url, str(token))
         for name in args.networks.split(","):
             traced = trace(load_backbone(name, "none" if ":" in name else None), args.size)
@@ -87,7 +87,7 @@ def main() -> None:
             subprocess.run([str(AGENT), "run", str(bundle), "--out", str(work / "t.json"), "--threads",
                             str(args.threads)], check=True, capture_output=True)
             offline = p50s(LatencyTable.load(work / "t.json"))
-            with WorkerPool(connect_ray("ray:bench")) as pool:
+            with WorkerPool(connect_ray("ray:bench", joined)) as pool:
                 on_ray = p50s(profile(traced, settings, pool=pool))
             with WorkerPool() as pool:
                 again = p50s(profile(traced, settings, pool=pool))
@@ -101,7 +101,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        ray.shutdown()
+        joined.close()
         cluster.stop()
     overall = {k: agreement(np.concatenate(v), np.ones(sum(len(x) for x in v))) for k, v in pooled.items()}
     data = {"machine": machine(), "size": args.size, "repeats": args.repeats, "threads": args.threads,

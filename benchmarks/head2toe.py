@@ -23,9 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import DOCS, machine, write  # noqa: E402
 from netcut.progress import Reporter  # noqa: E402
+from netcut.results import Candidate, ExploreResult  # noqa: E402
 from netcut.search.config import ExploreConfig  # noqa: E402
 from netcut.search.explore import Explorer  # noqa: E402
-from netcut.search.results import Candidate, ExploreResult  # noqa: E402
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 

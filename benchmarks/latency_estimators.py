@@ -22,11 +22,12 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import machine, write  # noqa: E402
 from netcut.backbones import load_backbone  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
-from netcut.latency.backends import RuntimeSession, get_backend  # noqa: E402
-from netcut.latency.estimators import accuracy_metrics  # noqa: E402
+from netcut.latency.backends import get_backend  # noqa: E402
+from netcut.latency.estimators import accuracy_metrics, estimated_accuracy  # noqa: E402
 from netcut.latency.estimators.empirical import estimate_empirical  # noqa: E402
 from netcut.latency.estimators.measured import measure_trns  # noqa: E402
 from netcut.latency.harness import HarnessConfig  # noqa: E402
+from netcut.latency.session import RuntimeSession
 from netcut.latency.workers import WorkerPool  # noqa: E402
 
 NETWORKS = ["torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large",
@@ -49,13 +50,14 @@ def run_backend(backend_name: str, precision: str, size: int, config: HarnessCon
         # the estimator's cost excludes the ground truth measured beside it (its conversion and its rounds)
         side = estimate_empirical(traced, cuts, backend, config, ground_truth=cuts)
         truth = np.array([side.measured[c.name].p50 for c in cuts])
-        est = np.array([side.estimates[c.name].p50 for c in cuts])
         t = time.perf_counter()
         twice = measure_trns(traced, cuts, backend, config, copies=2)
         measured_s = (time.perf_counter() - t) / 2
         a = np.array([twice.details["stats"][c.name].p50 for c in cuts])
         b = np.array([twice.details["stats"][f"{c.name}#1"].p50 for c in cuts])
-        rows[name] = {"cuts": len(cuts), "full_ms": float(truth[-1]), "empirical": accuracy_metrics(est, truth),
+        names = [c.name for c in cuts]
+        empirical = estimated_accuracy(side, names, dict(zip(names, truth.tolist())))
+        rows[name] = {"cuts": len(cuts), "full_ms": float(truth[-1]), "empirical": empirical,
                       "repeatability": accuracy_metrics(b, a), "cost_full_s": round(full_s, 3),
                       "cost_empirical_s": round(side.cost_s, 3), "cost_measured_s": round(measured_s, 3),
                       "cost_ratio_empirical": round(side.cost_s / full_s, 2),
@@ -73,10 +75,12 @@ def run_backend(backend_name: str, precision: str, size: int, config: HarnessCon
 
 
 def _pool(rows: dict, key: str) -> dict:
-    """Overall metrics weighted by the number of TRNs."""
-    n = sum(r[key]["n"] for r in rows.values())
-    return {"mape_pct": sum(r[key]["mape_pct"] * r[key]["n"] for r in rows.values()) / n,
-            "within10_pct": sum(r[key]["within10_pct"] * r[key]["n"] for r in rows.values()) / n, "n": n}
+    """Overall metrics weighted by the number of TRNs estimated (anchors, measured by the estimator, apart)."""
+    counted = [r[key] for r in rows.values() if r[key]["n"]]
+    n = sum(r["n"] for r in counted)
+    return {"mape_pct": sum(r["mape_pct"] * r["n"] for r in counted) / n,
+            "within10_pct": sum(r["within10_pct"] * r["n"] for r in counted) / n, "n": n,
+            "anchors": sum(r[key].get("anchors", 0) for r in rows.values())}
 
 
 def markdown(data: dict) -> str:

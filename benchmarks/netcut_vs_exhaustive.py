@@ -32,12 +32,12 @@ from _common import DOCS, machine, write  # noqa: E402
 from netcut.model import classifier  # noqa: E402
 from netcut.progress import Reporter  # noqa: E402
 from netcut.report.plot import plot  # noqa: E402
+from netcut.results import Deadline, ExploreResult  # noqa: E402
 from netcut.search.config import ExploreConfig  # noqa: E402
 from netcut.search.context import load_data, load_networks  # noqa: E402
 from netcut.search.decide import relative_gain  # noqa: E402
 from netcut.search.explore import Explorer  # noqa: E402
 from netcut.search.proposals import propose  # noqa: E402
-from netcut.search.results import Deadline, ExploreResult  # noqa: E402
 from netcut.store import ResultStore  # noqa: E402
 from netcut.train.finetune import FineTuneConfig, FineTuner, evaluate_images  # noqa: E402
 

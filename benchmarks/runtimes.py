@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write  # noqa: E402
 from netcut.progress import Reporter  # noqa: E402
 from netcut.report.plot import plot  # noqa: E402
+from netcut.results import ExploreResult  # noqa: E402
 from netcut.search.config import ExploreConfig  # noqa: E402
 from netcut.search.decide import relative_gain  # noqa: E402
 from netcut.search.explore import Explorer  # noqa: E402
-from netcut.search.results import ExploreResult  # noqa: E402
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
+from helpers import TESTS, run_cli
+
 # Devices' reference levels and fitted models go to a throwaway cache (inherited by the CLI processes): tests never
 # read or write the user's.
 os.environ["NETCUT_CACHE"] = tempfile.mkdtemp(prefix="netcut-test-cache-")
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None,
-            input: str | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `netcut` console script as a user would."""
-    exe = Path(sys.executable).with_name("netcut")
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=full_env,
-                          cwd=cwd, input=input)
 
 
 @pytest.fixture
@@ -70,3 +59,21 @@ def soft_labels(photo_folder) -> Path:
     csv = photo_folder / "soft.csv"
     csv.write_text("\n".join(rows) + "\n")
     return csv
+
+
+@pytest.fixture
+def paced(monkeypatch, tmp_path):
+    """A runtime whose speed the test sets (tests/paced_runtime.py): its backend registered, importable by worker
+    processes, 1 ms a call and nothing per FLOP until the test says otherwise; (backend, schedule file)."""
+    from netcut.latency.backends import register_backend
+    from paced_runtime import PacedBackend
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PACED_MS", "1.0")
+    monkeypatch.setenv("PACED_MS_PER_MFLOP", "0")
+    schedule = tmp_path / "schedule.json"
+    monkeypatch.setenv("PACED_SCHEDULE", str(schedule))
+    backend = PacedBackend()
+    register_backend(backend.name, backend)
+    return backend, schedule
+

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netcut.search.results import Candidate, DatasetInfo, ExploreResult, ModelInfo, TrainingRecord
+from netcut.results import Candidate, DatasetInfo, ExploreResult, ModelInfo, TrainingRecord
 from netcut.types import CandidateId, CutPoint, Percentiles
 
 

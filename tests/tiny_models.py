@@ -28,6 +28,34 @@ class Chain(nn.Module):
         return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
 
 
+class DropBlock(nn.Module):
+    """A residual block with stochastic depth written as a function of self.training (as timm's blocks do): a
+    trace in eval mode holds none of it."""
+
+    def __init__(self, channels: int, drop: float = 0.5) -> None:
+        super().__init__()
+        self.conv = conv_bn_relu(channels, channels)
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.nn.functional.dropout(self.conv(x), self.drop, self.training)
+
+
+class DropChain(nn.Module):
+    """stem -> two blocks with train-only dropout -> head."""
+
+    input_size = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 8, 2)
+        self.blocks = nn.Sequential(DropBlock(8), DropBlock(8))
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
 class ResidualBlock(nn.Module):
     """x + f(x): nothing inside f is a legal cut."""
 

@@ -29,7 +29,7 @@ _EXPORTS = {
     "NetcutError": "netcut.errors",
     "explore": "netcut.search.explore",
     "ExploreConfig": "netcut.search.config",
-    "ExploreResult": "netcut.search.results",
+    "ExploreResult": "netcut.results",
     "export": "netcut.export.exporter",
     "profile": "netcut.latency.profile",
     "load_dataset": "netcut.data.datasets",

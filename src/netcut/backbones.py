@@ -175,6 +175,11 @@ def _unknown(kind: str, name: str, known: list[str]) -> NetcutError:
     return NetcutError(f"unknown {kind} model {name!r}", hint)
 
 
+def reload_option(source: str) -> str:
+    """The --weights value that loads a backbone's parameters again from where `Backbone.weights` says they came."""
+    return {"imagenet": "DEFAULT", "random": "none"}.get(source, source)
+
+
 def _load_builtin(name: str, weights: str | None) -> Backbone:
     import timm
 

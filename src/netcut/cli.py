@@ -17,12 +17,13 @@ from netcut._version import __version__
 from netcut.export.formats import FORMATS
 from netcut.latency.backends import DEFAULT_BACKEND, PRECISIONS
 from netcut.latency.estimators import available_estimators
-from netcut.search.results import STRATEGIES
+from netcut.results import STRATEGIES
 from netcut.types import GRANULARITIES, PERCENTILES, TRAIN_DEVICES
 
 if TYPE_CHECKING:
     from netcut.latency.harness import HarnessConfig
     from netcut.latency.table import LatencyTable
+    from netcut.ray_cluster import RayCluster
     from netcut.search.config import ExploreConfig
 
 EPILOG = """examples:
@@ -221,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "of every kind, fit one regressor per kind", "example:\n  netcut calibrate --backend onnxruntime "
                  "--threads 2", cmd_calibrate)
     _add_latency_args(p)
-    p.add_argument("--quick", action="store_true", help="a sixteenth of the kernels and synthetic networks (the full "
-                   "calibration took 14 min with one thread here; far less accurate: for trying it out)")
+    p.add_argument("--quick", action="store_true", help="a sixteenth of the kernels and synthetic networks (about "
+                   "1-2 min on a 2-core x86 machine against 5-15 for the full calibration; far less accurate: for "
+                   "trying it out)")
     _add_output_args(p, "print the fit as JSON", "where to save the calibration (default: per-device cache)")
 
     p = _command(sub, "explore", "find the most accurate network that meets each deadline (NetCut)",
@@ -336,7 +338,9 @@ def cmd_cuts(args: argparse.Namespace) -> int:
     traced = trace(load_backbone(args.model, args.weights), args.input_size)
     cuts = find_cuts(traced, args.granularity)
     if args.json:
-        print(json.dumps([c.to_json() for c in cuts], indent=2))
+        from netcut.codec import encode
+
+        print(json.dumps([encode(c) for c in cuts], indent=2))
         return 0
     from netcut.report.console import console, print_cuts
 
@@ -344,24 +348,25 @@ def cmd_cuts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_devices(args: argparse.Namespace, harness: HarnessConfig, specs: list[str | None]
-                     ) -> list[tuple[LatencyTable, Path | None, bool]]:
-    """Profile the model on each device (this machine for None); devices on different hosts side by side."""
+def _profile_devices(args: argparse.Namespace, harness: HarnessConfig, specs: list[str | None],
+                     cluster: RayCluster | None) -> list[tuple[LatencyTable, Path | None, bool]]:
+    """Profile the model on each device (this machine for None; `ray:NAME` on the joined cluster); devices on
+    different hosts side by side."""
     from netcut.backbones import load_backbone
     from netcut.graph import trace
     from netcut.latency.estimators.analytical import model_path
     from netcut.latency.harness import environment
-    from netcut.latency.profile import profile
+    from netcut.latency.hosts import side_by_side
+    from netcut.latency.profile import checked, profile
     from netcut.latency.remote import connect_device
     from netcut.latency.settings import ProfileSettings
     from netcut.latency.workers import WorkerPool
     from netcut.progress import Reporter
-    from netcut.search.executors import side_by_side
 
     reporter = Reporter(quiet=args.quiet or args.json)
     with ExitStack() as stack:  # every device answers (and is closed at the end), or nothing is profiled
-        pools = [stack.enter_context(WorkerPool(connect_device(s, args.device_token_file, reporter) if s else None))
-                 for s in specs]
+        pools = [stack.enter_context(WorkerPool(connect_device(s, args.device_token_file, reporter, cluster)
+                                                if s else None)) for s in specs]
         traced = trace(load_backbone(args.model, args.weights), args.input_size)
         if args.precision != "fp32":
             reporter.note("int8 is calibrated on synthetic images here (latency alone); `netcut explore` "
@@ -371,9 +376,9 @@ def _profile_devices(args: argparse.Namespace, harness: HarnessConfig, specs: li
             device = pool.device
             info = device.machine() if device else None
             threads = harness.threads if harness.threads is not None or info is None else int(info.get("cores") or 1)
-            settings = ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
-                                       harness=replace(harness, threads=threads),
-                                       analytical_model=args.analytical_model).validate()
+            settings = checked(ProfileSettings(args.backend, args.precision, args.estimator, args.granularity,
+                                               harness=replace(harness, threads=threads),
+                                               analytical_model=args.analytical_model))
             env = environment(args.backend, settings.harness.resolved_threads(), machine_info=info)
             fitted = bool(args.analytical_model) or model_path(args.backend, env, args.precision).is_file()
             compare = (("empirical", "analytical") if fitted else ("empirical",)) if args.measure_all else ()
@@ -395,7 +400,7 @@ def _profile_devices(args: argparse.Namespace, harness: HarnessConfig, specs: li
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """Estimate every TRN's latency and write a portable table."""
-    from netcut.search.executors import create_executor
+    from netcut.ray_cluster import RayCluster
 
     harness = _harness(args)
     if args.bundle:
@@ -408,11 +413,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise errors.NetcutError("profile --executor ray times on the devices of a Ray cluster, and none is given",
                                  "add --device ray:NAME (a node started with --resources='{\"device:NAME\": 1}'), "
                                  "or drop --executor ray to profile this machine")
-    executor = create_executor(args.executor, args.ray_address)
+    if args.ray_address and args.executor != "ray":
+        raise errors.NetcutError("--ray-address needs --executor ray", "add --executor ray, or drop --ray-address")
+    cluster = RayCluster(args.ray_address) if args.executor == "ray" else None
     try:
-        tables = _profile_devices(args, harness, specs)
+        tables = _profile_devices(args, harness, specs, cluster)
     finally:
-        executor.close()
+        if cluster is not None:
+            cluster.close()
     if args.json:
         payload = [t.to_json() for t, _, _ in tables]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
@@ -434,13 +442,14 @@ def _write_bundle(args: argparse.Namespace, harness: HarnessConfig) -> int:
     from netcut.backbones import load_backbone
     from netcut.graph import trace
     from netcut.latency.bundle import write_bundle
+    from netcut.latency.profile import checked
     from netcut.latency.settings import ProfileSettings
     from netcut.progress import Reporter
 
     if args.device or args.measure_all:
         raise errors.NetcutError("--bundle measures nothing here: it cannot go with --device or --measure-all",
                                  "pass --bundle alone, then run the bundle on the device")
-    settings = ProfileSettings(args.backend, args.precision, "measured", args.granularity, harness=harness).validate()
+    settings = checked(ProfileSettings(args.backend, args.precision, "measured", args.granularity, harness=harness))
     traced = trace(load_backbone(args.model, args.weights), args.input_size)
     path = write_bundle(traced, settings, args.bundle, Reporter(quiet=args.quiet or args.json))
     size = path.stat().st_size / 1e6
@@ -458,12 +467,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from netcut.latency.estimators.analytical import DEFAULT_SCALE, QUICK_SCALE, calibrate, model_path
     from netcut.latency.harness import environment
-    from netcut.latency.profile import open_session
+    from netcut.latency.profile import checked, open_session
     from netcut.latency.settings import ProfileSettings
     from netcut.latency.workers import WorkerPool
     from netcut.progress import Reporter
 
-    settings = ProfileSettings(args.backend, args.precision, "analytical", harness=_harness(args)).validate()
+    settings = checked(ProfileSettings(args.backend, args.precision, "analytical", harness=_harness(args)))
     env = environment(args.backend, settings.harness.resolved_threads())
     path = Path(args.out) if args.out else model_path(args.backend, env, args.precision)
     reporter = Reporter(args.quiet or args.json)

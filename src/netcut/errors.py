@@ -22,9 +22,3 @@ class NetcutError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
-
-
-class InfeasibleDeadline(NetcutError):
-    """No candidate meets the deadline."""
-
-    exit_code = EXIT_INFEASIBLE

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 
 from netcut._version import __version__
+from netcut.codec import encode
 from netcut.errors import NetcutError
-from netcut.search.results import ExploreResult, LatencyRecord, TrainingRecord
+from netcut.paths import lock_path, store_path
+from netcut.results import ExploreResult, LatencyRecord, TrainingRecord
 from netcut.types import CandidateId, Percentiles
 
-SCHEMA_VERSION = 3
-STORE_NAME = "netcut.sqlite"
-LOCK_NAME = ".netcut.lock"
+SCHEMA_VERSION = 4  # stores of another schema are refused with a clear message (no silent misreading)
 
 # Columns are bound by name everywhere below (INSERT ... (cols) VALUES (:cols), rows read as sqlite3.Row).
 _RECORD_COLUMNS = ("key", "backbone", "cut", "cut_index", "head", "dataset", "train_config", "finetune_blocks",
@@ -31,7 +31,7 @@ _LATENCY_COLUMNS = ("key", "backbone", "cut", "backend", "precision", "device", 
                     "p90", "p99", "environment", "size_bytes")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS candidates (
+CREATE TABLE IF NOT EXISTS training_records (
     key TEXT PRIMARY KEY, backbone TEXT NOT NULL, cut TEXT NOT NULL, cut_index INTEGER NOT NULL,
     head TEXT NOT NULL, dataset TEXT NOT NULL, train_config TEXT NOT NULL, finetune_blocks INTEGER NOT NULL,
     precision TEXT NOT NULL, metric TEXT NOT NULL, val_score REAL NOT NULL, test_score REAL NOT NULL,
@@ -74,7 +74,7 @@ class ResultStore:
         except OSError as exc:
             raise NetcutError(f"run directory {str(self.run_dir)!r} is not writable: {exc.strerror or exc}",
                               "pass --run-dir with a writable location") from exc
-        self.path = self.run_dir / STORE_NAME
+        self.path = store_path(self.run_dir)
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
@@ -139,7 +139,8 @@ class ResultStore:
     # training records ----------------------------------------------------------------------------------------
     def get_record(self, key: str) -> TrainingRecord | None:
         """A stored training record, or None."""
-        row = self.db.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM candidates WHERE key=?", (key,)).fetchone()
+        row = self.db.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM training_records WHERE key=?",
+                              (key,)).fetchone()
         if row is None:
             return None
         values = {c: row[c] for c in _RECORD_COLUMNS}
@@ -154,9 +155,9 @@ class ResultStore:
             buffer = io.BytesIO()
             torch.save(artifact, buffer)
             blob = buffer.getvalue()
-        values = {**record.to_json(), "metrics": json.dumps(record.metrics), "created": _now()}
+        values = {**encode(record), "metrics": json.dumps(record.metrics), "created": _now()}
         with self.transaction() as db:
-            db.execute(_insert("candidates", _RECORD_COLUMNS), values)
+            db.execute(_insert("training_records", _RECORD_COLUMNS), values)
             if blob is not None:
                 db.execute("INSERT OR REPLACE INTO artifacts (key, kind, blob) VALUES (:key, :kind, :blob)",
                            {"key": record.key, "kind": artifact_kind, "blob": blob})
@@ -179,7 +180,7 @@ class ResultStore:
 
     def count_records(self) -> int:
         """How many training records are stored."""
-        return int(self.db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+        return int(self.db.execute("SELECT COUNT(*) FROM training_records").fetchone()[0])
 
     # latencies -----------------------------------------------------------------------------------------------
     def get_latency(self, key: str) -> LatencyRecord | None:
@@ -235,7 +236,7 @@ class ResultStore:
 def load_result(run_dir: str | Path) -> ExploreResult:
     """The last finished exploration of a run directory, with clear errors when there is none."""
     run_dir = Path(run_dir)
-    if not (run_dir / STORE_NAME).is_file():
+    if not store_path(run_dir).is_file():
         raise NetcutError(f"{str(run_dir)!r} holds no netcut run", "pass the --run-dir of a finished `netcut explore`")
     with ResultStore(run_dir) as store:
         result = store.last_result()
@@ -250,7 +251,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(run_dir / LOCK_NAME, "a+")
+        handle = open(lock_path(run_dir), "a+")
     except OSError as exc:
         raise NetcutError(f"run directory {str(run_dir)!r} is not writable: {exc.strerror or exc}",
                           "pass --run-dir with a writable location") from exc

@@ -3,8 +3,7 @@ so that netcut and its device agent speak one type."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from netcut_agent.stats import PERCENTILES, LatencyStats, Percentiles
 
@@ -27,17 +26,6 @@ class CutPoint:
     is_block_end: bool = False
     is_full: bool = False  # the deepest cut: the whole backbone's features
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        d = asdict(self)
-        d["shape"] = list(self.shape)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CutPoint:
-        """Inverse of to_json."""
-        return cls(**{**d, "shape": tuple(d["shape"])})
-
 
 @dataclass(frozen=True, order=True)
 class CandidateId:
@@ -54,15 +42,6 @@ class CandidateId:
     def label(self) -> str:
         """model@cut (with the head when it is not the plain one): how proposals are listed."""
         return f"{self.backbone}@{self.cut}" + (f"+{self.head}" if self.head.startswith("multi") else "")
-
-    def to_json(self) -> dict[str, str]:
-        """Plain-JSON form."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CandidateId:
-        """Inverse of to_json."""
-        return cls(**d)
 
     @property
     def multi(self) -> bool:

@@ -20,6 +20,8 @@ from agents import start_agent
 from netcut.latency.backends import get_backend
 from tiny_models import Chain
 
+pytestmark = [pytest.mark.agent, pytest.mark.runtime]
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, bytes]:
@@ -205,3 +207,37 @@ def test_the_token_is_never_echoed(agent, models):
     assert status == 401 and wrong not in body.decode() and token not in body.decode()
     status, body = call(url, "/v1/measure?format=onnx", token, b"\x80\x04 pickle")
     assert status == 400 and token not in body.decode()
+
+
+def test_a_slow_client_is_dropped_and_others_are_served_meanwhile(tmp_path):
+    """A client that opens a connection and stops sending holds one slot until the idle timeout, never the agent;
+    beyond the connection bound, a newcomer is told 503 at once."""
+    import socket
+    import time
+
+    process = start_agent(tmp_path, "--port", "0", "--threads", "1", "--idle-timeout", "1",
+                          "--max-connections", "2")
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split("serving on ")[1].split()[0]
+        host, port = urllib.parse.urlparse(url).hostname, urllib.parse.urlparse(url).port
+        slow = socket.create_connection((host, port), timeout=30)
+        slow.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line that ends the headers
+        assert call(url, "/v1/health") == (200, b'{"status": "up"}')  # the other slot serves
+        second_slow = socket.create_connection((host, port), timeout=30)
+        second_slow.sendall(b"GET /v1/he")
+        status, body = call(url, "/v1/health")  # accepted after both slow ones (one queue): no slot is left
+        assert status == 503 and b"retry" in body
+        # the idle timeout closes both slow connections: the server ends them (recv returns b"" at the close)
+        started = time.monotonic()
+        assert slow.recv(4096) == b"" and second_slow.recv(4096) == b""
+        assert time.monotonic() - started < 25
+        deadline = time.monotonic() + 10  # a slot is freed just after its socket is closed
+        while (answer := call(url, "/v1/health"))[0] == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert answer == (200, b'{"status": "up"}')
+        slow.close()
+        second_slow.close()
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

@@ -15,6 +15,8 @@ from netcut.search.explore import Explorer
 from netcut.types import Percentiles
 from tiny_models import Chain, Stripes
 
+pytestmark = [pytest.mark.slow, pytest.mark.runtime]
+
 
 @pytest.fixture
 def stripes():

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from agents import agent_python
-from conftest import run_cli
+from helpers import run_cli
 from netcut.latency.table import LatencyTable
+
+pytestmark = [pytest.mark.slow, pytest.mark.agent, pytest.mark.runtime]
 
 
 def agent_run(*args: str) -> subprocess.CompletedProcess:

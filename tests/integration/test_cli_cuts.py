@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+pytestmark = [pytest.mark.slow]
+
 
 def test_models_lists_the_builtins(cli):
     result = cli("models", "--json")

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from agents import free_port, serve_with_token_file
-from conftest import run_cli
+from helpers import run_cli, verified_latencies
+
+pytestmark = [pytest.mark.slow, pytest.mark.agent, pytest.mark.runtime]
 
 EXPLORE = ("explore", "--models", "efficientnet_lite0", "--data", "digits", "--deadline", "1000", "--input-size", "32",
            "--limit-train", "200", "--limit-test", "100", "--repeats", "3", "--warmup", "1", "--epochs", "5",
@@ -45,7 +47,11 @@ def test_explore_measures_on_the_device_and_says_so(device, tmp_path):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["environment"]["device"] == url.removeprefix("http://")
-    assert out["chosen"]["latency_ms"] > 0  # the winner was verified on the device
+    chosen, device = out["chosen"], url.removeprefix("http://")
+    # the winner was verified on the device, and nowhere else
+    verified = verified_latencies(tmp_path / "run")
+    assert verified[(chosen["model"], chosen["cut"], device)] == chosen["latency_ms"]
+    assert {d for _, _, d in verified} == {device}
     assert "NETCUT_DEVICE_TOKEN" not in (tmp_path / "run").joinpath("netcut.sqlite").read_bytes().decode(
         errors="ignore") and token_file.read_text().strip() not in result.stdout
 
@@ -136,4 +142,7 @@ def test_explore_on_several_devices_meets_the_deadline_on_each(device, tmp_path)
     for row in out["candidates"]:
         by_device = row["estimated_ms_by_device"]
         assert set(by_device) == names and row["estimated_ms"] == max(by_device.values())
-    assert out["chosen"]["latency_ms"] > 0
+    # the winner was verified on both devices; the slower one's latency is the one reported
+    verified = verified_latencies(tmp_path / "run")
+    on_each = {d: p for (b, c, d), p in verified.items() if (b, c) == (out["chosen"]["model"], out["chosen"]["cut"])}
+    assert set(on_each) == names and out["chosen"]["latency_ms"] == max(on_each.values())

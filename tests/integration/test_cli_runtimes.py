@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.runtime]
+
 SMALL = ["--models", "efficientnet_lite0", "--data", "digits", "--input-size", "32", "--limit-train", "300",
          "--limit-test", "150", "--repeats", "5", "--warmup", "2", "--threads", "1", "--epochs", "15",
          "--deadline", "1000", "--top-k", "1", "--json"]
@@ -15,7 +17,7 @@ SMALL = ["--models", "efficientnet_lite0", "--data", "digits", "--input-size", "
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     """ONNX Runtime and OpenVINO, fp32 and int8, in one exploration."""
-    from conftest import run_cli
+    from helpers import run_cli
 
     run_dir = tmp_path_factory.mktemp("runtimes")
     result = run_cli("explore", *SMALL, "--backend", "onnxruntime,openvino", "--precision", "fp32,int8",
@@ -66,7 +68,8 @@ def test_litert_int8_explore_and_export_read_back(tmp_path, cli):
     assert exported.returncode == 0, exported.stderr
     manifest = json.loads((tmp_path / "winner.tflite.json").read_text())
     assert manifest["format"] == "tflite" and manifest["precision"] == "int8"
-    assert 0 <= manifest["agreement_with_pytorch_fp32"]["top1_agreement"] <= 1
+    # int8 in LiteRT against the fp32 network in PyTorch: the same top class on most test images
+    assert manifest["agreement_with_pytorch_fp32"]["top1_agreement"] >= 0.7
     # the exploration scored the whole int8 TRN in LiteRT: the exported file (batch 1) scores alike
     assert manifest["accuracy_in_runtime"]["accuracy"] == pytest.approx(chosen["accuracy"], abs=0.1)
     assert "probe_accuracy" in chosen["metrics"]  # the head's score on the int8 features, kept beside

@@ -48,7 +48,8 @@ def local_run(tmp_path_factory):
 def stored(run_dir: Path) -> list[tuple]:
     """Every trained record of a run: what, and how well (sorted)."""
     db = sqlite3.connect(run_dir / "netcut.sqlite")
-    rows = db.execute("SELECT key, backbone, cut, finetune_blocks, val_score, test_score FROM candidates").fetchall()
+    rows = db.execute("SELECT key, backbone, cut, finetune_blocks, val_score, test_score FROM training_records"
+                      ).fetchall()
     db.close()
     return sorted(rows)
 
@@ -161,20 +162,23 @@ def test_profile_on_the_clusters_device_and_an_unknown_device(cluster, tmp_path)
 
 
 BUSY_DEVICE = """
-import sys, ray
+import sys
 from netcut.errors import NetcutError
 from netcut.latency.ray_device import connect
+from netcut.ray_cluster import RayCluster
 
-ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False)
-first = connect("ray:bench")
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.runtime]
+
+cluster = RayCluster(sys.argv[1])
+first = connect("ray:bench", cluster)
 assert first.worker("onnxruntime", 1, "onnxruntime").versions
 try:
-    connect("ray:bench", wait_s=2)
+    connect("ray:bench", cluster, wait_s=2)
     print("second run got the device")
 except NetcutError as e:
     print("refused:", e.message)
 first.close()  # the device is free again
-connect("ray:bench", wait_s=60).close()
+connect("ray:bench", cluster, wait_s=60).close()
 print("free again")
 """
 

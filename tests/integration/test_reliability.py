@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.runtime]
 
 EXE = str(Path(sys.executable).with_name("netcut"))
 ARGS = ["explore", "--models", "efficientnet_lite0,torchvision:mobilenet_v3_small", "--data", "digits",
@@ -63,14 +65,14 @@ KILL_POINTS = {
     "during latency estimation": lambda d: count(d, "SELECT COUNT(*) FROM latencies") > 0
     and count(d, "SELECT COUNT(DISTINCT backbone) FROM latencies") < 2,
     "during feature caching": lambda d: any((d / "cache").rglob("train.npz")) if (d / "cache").exists() else False,
-    "during head training": lambda d: count(d, "SELECT COUNT(*) FROM candidates") >= 4,
+    "during head training": lambda d: count(d, "SELECT COUNT(*) FROM training_records") >= 4,
 }
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_sigkill_then_rerun_gives_the_same_result_without_retraining(point, tmp_path, reference):
     kill_when(tmp_path, KILL_POINTS[point])
-    stored = count(tmp_path, "SELECT COUNT(*) FROM candidates")
+    stored = count(tmp_path, "SELECT COUNT(*) FROM training_records")
     db = sqlite3.connect(tmp_path / "netcut.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()

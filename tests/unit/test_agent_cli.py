@@ -13,6 +13,8 @@ from agents import agent_python
 from netcut.latency.backends import get_backend
 from tiny_models import Chain
 
+pytestmark = [pytest.mark.agent, pytest.mark.runtime]
+
 SHAPE = "1,3,32,32"
 
 

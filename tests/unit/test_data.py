@@ -105,3 +105,51 @@ def test_user_torch_dataset():
     ds = from_torch_dataset(Squares(), ["even", "odd"], SplitConfig(val_fraction=0.25, test_fraction=0.25))
     x, y = next(ds.batches("train", 16, MEAN, STD))
     assert x.shape[1:] == (3, 16, 16) and set(y.tolist()) <= {0, 1}
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """A torch dataset of structured images: a bright square whose position says the label."""
+
+    def __init__(self, n: int, shift: int) -> None:
+        self.n, self.shift = n, shift
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        image = torch.zeros(1, 16, 16)
+        label = i % 2
+        image[:, 4 * label + self.shift:4 * label + self.shift + 4, 2:6] = 1.0
+        return image, label
+
+
+def test_two_torch_datasets_of_one_size_and_name_never_share_an_identity():
+    from netcut.data.datasets import from_torch_dataset
+
+    a = from_torch_dataset(_Pairs(40, 0), ["even", "odd"])
+    again = from_torch_dataset(_Pairs(40, 0), ["even", "odd"])
+    other = from_torch_dataset(_Pairs(40, 1), ["even", "odd"])  # same size, same labels, other pixels
+    assert a.fingerprint() == again.fingerprint() != other.fingerprint()
+    # what the fingerprint keys: the feature cache and the stored training records
+    from netcut.backbones import from_module
+    from netcut.graph import trace
+    from netcut.search.keys import training_key
+    from netcut.train.cache import cache_key
+    from tiny_models import Chain
+
+    traced = trace(from_module(Chain(), input_size=32))
+    assert cache_key(traced, "w", ["c"], a, 1, 0) == cache_key(traced, "w", ["c"], again, 1, 0)
+    assert cache_key(traced, "w", ["c"], a, 1, 0) != cache_key(traced, "w", ["c"], other, 1, 0)
+    assert training_key("m", "c", "linear", a.fingerprint(), "t") != training_key("m", "c", "linear",
+                                                                                    other.fingerprint(), "t")
+
+
+def test_a_soft_label_csvs_identity_covers_the_images_it_lists(soft_labels):
+    from PIL import Image
+
+    before = load_dataset(str(soft_labels), SplitConfig(val_fraction=0.2, test_fraction=0.2), probe_size=32)
+    image = soft_labels.parent / "cat" / "0.png"
+    with Image.open(image) as im:
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)  # the CSV itself is untouched
+    after = load_dataset(str(soft_labels), SplitConfig(val_fraction=0.2, test_fraction=0.2), probe_size=32)
+    assert before.fingerprint() != after.fingerprint()

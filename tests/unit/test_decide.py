@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from netcut.errors import NetcutError
+from netcut.report.view import close_call_json
+from netcut.results import Deadline
 from netcut.search.decide import (
     best_fine_tuned_off_the_shelf,
     best_off_the_shelf,
@@ -16,7 +18,6 @@ from netcut.search.decide import (
 )
 from netcut.search.pareto import frontier, pareto_front
 from netcut.search.proposals import parse_deadlines, propose, union
-from netcut.search.results import Deadline
 from netcut.types import Percentiles
 from synthetic import candidate, probe
 
@@ -206,7 +207,7 @@ def test_close_calls_name_what_the_choice_hung_on_by_a_few_percent():
     assert [(c.candidate, c.kind) for c in calls] == [(A[3].id, "excluded")]
     assert calls[0].distance_pct == pytest.approx(100 * (4.0 / 3.9 - 1))
     assert "estimate with the margin only just misses it: +2.6%" in calls[0].text()
-    assert calls[0].to_json()["cut"] == "blocks.3"
+    assert close_call_json(calls[0])["cut"] == "blocks.3"
     # far from every edge: nothing to flag (the more accurate one is 25% over, the chosen one 25% under)
     far = Deadline(3.2, margin=0.0)
     assert close_calls(decide(far, ALL, [A[2]], records, {A[2].id: measured(2.4)}), ALL, records) == []

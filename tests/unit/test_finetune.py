@@ -80,3 +80,36 @@ def test_last_blocks_only_leaves_the_rest_alone(setting):
 
 def test_successive_halving_rungs():
     assert rungs(8) == [1, 2, 4, 8] and rungs(6) == [1, 2, 4, 6] and rungs(1) == [1] and rungs(3) == [1, 2, 3]
+
+
+def test_fine_tuning_trains_the_backbones_training_mode_graph():
+    """A backbone whose forward drops activations only while training: the TRN fine-tuning trains does so too
+    (the eval-mode trace alone would have baked it out), and in eval it is the plain prefix, weights and all."""
+    from netcut.backbones import from_module
+    from netcut.graph import DualModePrefix, build_prefix
+    from netcut.model import build_trn
+    from tiny_models import Chain, DropChain
+
+    torch.manual_seed(0)
+    traced = trace(from_module(DropChain(), input_size=32))
+    cut = next(c for c in find_cuts(traced) if c.name.startswith("blocks.1"))
+    trn = build_trn(traced, cut, 3, for_training=True)
+    assert isinstance(trn.prefix, DualModePrefix)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():  # in eval: the plain prefix, deterministic
+        assert torch.equal(trn.prefix(x), build_prefix(traced, cut.name)(x)) and torch.equal(trn(x), trn(x))
+    trn.train()
+    torch.manual_seed(1)
+    first = trn(x)
+    torch.manual_seed(2)
+    assert not torch.allclose(first, trn(x))  # dropout is active while training
+    trn.eval()
+    # the state dict is a plain TRN's: a fine-tuned checkpoint loads into the network export rebuilds
+    exported = build_trn(traced, cut, 3)
+    exported.load_state_dict(trn.state_dict())
+    with torch.no_grad():
+        assert torch.equal(exported(x), trn(x))
+    # a backbone that does nothing else while training gets the plain prefix
+    chain = trace(from_module(Chain(), input_size=32))
+    assert chain.training_graph() is None
+    assert not isinstance(build_trn(chain, find_cuts(chain)[1], 3, for_training=True).prefix, DualModePrefix)

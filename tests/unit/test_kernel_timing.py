@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from netcut.latency.backends import RuntimeSession, get_backend
+from netcut.latency.backends import get_backend
 from netcut.latency.estimators.analytical import measure_kernels
 from netcut.latency.harness import HarnessConfig
 from netcut.latency.kernels import Kernel, kernel_module
+from netcut.latency.session import RuntimeSession
 from netcut.latency.workers import WorkerPool
+
+pytestmark = [pytest.mark.runtime]
 
 SMALL = Kernel("conv", 16, 16, 16, 16, 16, 16, 3, 1, 1, "relu")
 LARGE = Kernel("conv", 16, 16, 64, 64, 64, 64, 3, 1, 1, "relu")  # 16 times the work

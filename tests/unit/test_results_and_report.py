@@ -8,9 +8,9 @@ import pytest
 
 from netcut.report.markdown import markdown, to_html
 from netcut.report.view import explore_json
+from netcut.results import Deadline, ExploreResult
 from netcut.search.config import ExploreConfig
 from netcut.search.decide import decide
-from netcut.search.results import Deadline, ExploreResult
 from netcut.types import Percentiles
 from synthetic import candidate, probe, result
 

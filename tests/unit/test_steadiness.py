@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from netcut.latency.backends import RuntimeSession, get_backend
+from netcut.latency.backends import get_backend
 from netcut.latency.harness import HarnessConfig
+from netcut.latency.session import RuntimeSession
 from netcut.latency.steadiness import (
     REFERENCE,
     REFERENCE_SHAPE,
@@ -16,13 +17,15 @@ from netcut.latency.steadiness import (
     TimingLog,
     reference_network,
     time_steadily,
-    timing_text,
 )
 from netcut.latency.workers import WorkerPool
+from netcut.report.text import timing_text
 from netcut_agent.bench import TimingResult
 from netcut_agent.stability import stability
 from netcut_agent.stats import summarize
 from netcut_agent.timing import TimingConfig
+
+pytestmark = [pytest.mark.runtime]
 
 
 class ScriptedWorker:

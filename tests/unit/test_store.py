@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from netcut.errors import NetcutError
+from netcut.results import LatencyRecord, TrainingRecord
 from netcut.search.keys import latency_key, training_key
-from netcut.search.results import LatencyRecord, TrainingRecord
 from netcut.store import ResultStore, run_lock
 from netcut.types import CandidateId, Percentiles
 
@@ -41,8 +41,8 @@ def test_record_and_artifact_round_trip(tmp_path):
 def test_columns_are_bound_by_name_not_position(tmp_path):
     """A store whose columns sit in another order still reads and writes correctly."""
     with ResultStore(tmp_path) as store:
-        store.db.execute("DROP TABLE candidates")
-        store.db.execute("""CREATE TABLE candidates (created_run INTEGER NOT NULL, created TEXT NOT NULL,
+        store.db.execute("DROP TABLE training_records")
+        store.db.execute("""CREATE TABLE training_records (created_run INTEGER NOT NULL, created TEXT NOT NULL,
             seconds REAL NOT NULL, metrics TEXT NOT NULL, test_score REAL NOT NULL, val_score REAL NOT NULL,
             backend TEXT NOT NULL, metric TEXT NOT NULL, precision TEXT NOT NULL, finetune_blocks INTEGER NOT NULL,
             train_config TEXT NOT NULL, dataset TEXT NOT NULL, head TEXT NOT NULL, cut_index INTEGER NOT NULL,
@@ -101,7 +101,7 @@ def test_unwritable_run_directory(tmp_path):
 def test_sigkill_during_writes_leaves_a_consistent_store(tmp_path):
     script = textwrap.dedent(f"""
         import torch
-        from netcut.search.results import TrainingRecord
+        from netcut.results import TrainingRecord
         from netcut.store import ResultStore
         store = ResultStore({str(tmp_path)!r})
         for i in range(100000):

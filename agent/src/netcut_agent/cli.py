@@ -15,6 +15,7 @@ from typing import Any
 from netcut_agent import __version__
 from netcut_agent.bench import Bench
 from netcut_agent.runtimes import RUNTIMES, ModelError, RuntimeMissing, get_runtime
+from netcut_agent.server import IDLE_TIMEOUT_S, MAX_CONNECTIONS
 from netcut_agent.timing import TimingConfig, machine
 
 RUNTIME_OF_SUFFIX = {".onnx": "onnxruntime", ".tflite": "litert", ".xml": "openvino"}
@@ -112,12 +113,12 @@ def serve(args: argparse.Namespace) -> int:
     from netcut_agent.server import create_server
 
     try:
-        if args.threads < 1 or args.max_body_mb <= 0:
-            raise UsageError("threads must be ≥ 1 and max-body-mb positive\nfix: pass --threads 1 or more and "
-                             "--max-body-mb 256 (or another positive size)")
+        if args.threads < 1 or args.max_body_mb <= 0 or args.idle_timeout <= 0 or args.max_connections < 1:
+            raise UsageError("threads and max-connections must be ≥ 1, max-body-mb and idle-timeout positive\nfix: "
+                             "pass e.g. --threads 1 --max-body-mb 256 --idle-timeout 60 --max-connections 16")
         token = read_token(args.token_file) if args.token_file else None
         server, agent = create_server(args.host, args.port, token, int(args.max_body_mb * 2**20), args.threads,
-                                      args.allow_remote)
+                                      args.allow_remote, args.idle_timeout, args.max_connections)
     except ValueError as exc:
         print(f"error: {exc}\nfix: bind to 127.0.0.1 and reach it through an SSH tunnel, or pass --allow-remote",
               file=sys.stderr)
@@ -194,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--token-file", type=Path, help="read the token from this file (default: generate and print it)")
     v.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="default intra-op threads per job")
     v.add_argument("--max-body-mb", type=float, default=256.0, help="largest model file accepted (default 256)")
+    v.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S,
+                   help=f"close a connection that sends nothing for this many seconds (default {IDLE_TIMEOUT_S:g})")
+    v.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help=f"connections served at once; more are answered 503 (default {MAX_CONNECTIONS})")
     v.add_argument("--allow-remote", action="store_true",
                    help="allow binding to a non-loopback address (put TLS in front: reverse proxy or SSH tunnel)")
     r = commands.add_parser("run", help="time every TRN of a bundle from `netcut profile --bundle` (offline)")

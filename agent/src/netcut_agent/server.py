@@ -16,6 +16,8 @@ Routes (JSON replies; every route but /v1/health needs `Authorization: Bearer TO
 Bodies are size-limited (413), model files are checked before a runtime sees them (pickles, archives of code and
 anything that is not ONNX, TFLite or OpenVINO IR: 400), and each runtime runs in a worker process of its own, so a
 model that crashes its runtime costs that process, not the server (400, and the next job gets a fresh process).
+A connection that sends nothing for `idle_timeout_s` is closed, and at most `max_connections` are served at once
+(503 beyond): a slow or idle client cannot hold the agent.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -41,6 +44,8 @@ from netcut_agent.worker import WorkerFailure, WorkerProcess
 RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "openvino": "openvino"}
 FORMATS_OF_RUNTIME = {"onnxruntime": ("onnx",), "litert": ("tflite",), "openvino": ("onnx", "openvino")}
 MAX_SESSIONS = 8
+IDLE_TIMEOUT_S = 60.0  # a connection that sends nothing for this long is closed
+MAX_CONNECTIONS = 16  # served at once; beyond, 503
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -93,8 +98,10 @@ def _shape(query: dict[str, list[str]]) -> tuple[int, ...] | None:
 class Agent:
     """The server's state: runtime worker processes, sessions, and the one lock every measurement takes."""
 
-    def __init__(self, token: str, max_body: int, default_threads: int) -> None:
+    def __init__(self, token: str, max_body: int, default_threads: int, idle_timeout_s: float = IDLE_TIMEOUT_S
+                 ) -> None:
         self.token, self.max_body, self.default_threads = token, max_body, default_threads
+        self.idle_timeout_s = idle_timeout_s
         self.job = threading.Lock()  # one job at a time: measurements never overlap
         self.workers: dict[tuple[str, int], WorkerProcess] = {}
         self.sessions: dict[str, tuple[WorkerProcess, float]] = {}
@@ -249,12 +256,47 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return value
 
 
+Reply = tuple[dict[str, Any] | bytes, str]
+Route = Callable[[Agent, list[str], bytes, dict[str, list[str]]], Reply]
+JSON = "application/json"
+
+
+def _device(agent: Agent, args: list[str], body: bytes, query: dict[str, list[str]]) -> Reply:
+    return {"environment": machine(), "runtimes": sorted(RUNTIMES), "agent": __version__}, JSON
+
+
+def _close(agent: Agent, args: list[str], body: bytes, query: dict[str, list[str]]) -> Reply:
+    agent.close_session(args[0])
+    return {}, JSON
+
+
+# (method, path with * for a variable segment) -> handler(agent, the * segments, body, query); /v1/health needs no
+# token and is answered before this table is looked at
+ROUTES: dict[tuple[str, tuple[str, ...]], Route] = {
+    ("GET", ("v1", "device")): _device,
+    ("POST", ("v1", "measure")): lambda agent, args, body, query: (agent.measure(body, query), JSON),
+    ("POST", ("v1", "sessions")): lambda agent, args, body, query: (agent.open_session(query), JSON),
+    ("POST", ("v1", "sessions", "*", "*")): lambda agent, args, body, query: agent.in_session(args[0], args[1], body,
+                                                                                              query),
+    ("DELETE", ("v1", "sessions", "*")): _close,
+}
+
+
+def route(method: str, parts: list[str]) -> tuple[Route, list[str]] | None:
+    """The handler of a request and its variable segments, or None."""
+    for (verb, pattern), handler in ROUTES.items():
+        if verb == method and len(pattern) == len(parts) and all(p in ("*", q) for p, q in zip(pattern, parts)):
+            return handler, [q for p, q in zip(pattern, parts) if p == "*"]
+    return None
+
+
 def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
     """The request handler bound to one agent."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"netcut-agent/{__version__}"
         protocol_version = "HTTP/1.1"
+        timeout = agent.idle_timeout_s  # the socket's: a client that stops sending is dropped, its thread freed
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             pass  # one line per job is printed by the caller's wrapper instead
@@ -296,22 +338,11 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 if not agent.authorized(self.headers.get("Authorization")):
                     self.close_connection = True
                     raise HttpError(401, "missing or wrong token (Authorization: Bearer TOKEN)")
-                body = self._body()
-                reply: dict[str, Any] | bytes
-                content_type = "application/json"
-                if self.command == "GET" and parts == ["v1", "device"]:
-                    reply = {"environment": machine(), "runtimes": sorted(RUNTIMES), "agent": __version__}
-                elif self.command == "POST" and parts == ["v1", "measure"]:
-                    reply = agent.measure(body, query)
-                elif self.command == "POST" and parts == ["v1", "sessions"]:
-                    reply = agent.open_session(query)
-                elif self.command == "POST" and len(parts) == 4 and parts[:2] == ["v1", "sessions"]:
-                    reply, content_type = agent.in_session(parts[2], parts[3], body, query)
-                elif self.command == "DELETE" and len(parts) == 3 and parts[:2] == ["v1", "sessions"]:
-                    agent.close_session(parts[2])
-                    reply = {}
-                else:
+                found = route(self.command, parts)
+                if found is None:
                     raise HttpError(404, f"no route {self.command} {url.path}")
+                handler, args = found
+                reply, content_type = handler(agent, args, self._body(), query)
                 self._reply(200, reply, content_type)
             except HttpError as exc:
                 self._reply(exc.status, {"error": exc.message})
@@ -323,13 +354,45 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` at once: one more is answered 503 and closed at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int
+                 ) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread of its own if a slot is free, else refuse it."""
+        if not self.slots.acquire(blocking=False):
+            busy = json.dumps({"error": "the agent is serving as many connections as it allows; retry"}).encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: " + str(len(busy)).encode() + b"\r\n\r\n"
+                                + busy)
+            except OSError:
+                pass  # the client is gone: nothing to tell it
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 def create_server(host: str, port: int, token: str | None = None, max_body: int = 256 * 2**20,
-                  threads: int = 1, allow_remote: bool = False) -> tuple[ThreadingHTTPServer, Agent]:
+                  threads: int = 1, allow_remote: bool = False, idle_timeout_s: float = IDLE_TIMEOUT_S,
+                  max_connections: int = MAX_CONNECTIONS) -> tuple[ThreadingHTTPServer, Agent]:
     """A server ready to serve_forever() (a token is generated unless given); non-loopback hosts need allow_remote."""
     if host not in LOOPBACK and not allow_remote:
         raise ValueError(f"binding to {host} exposes the agent beyond this machine: pass --allow-remote (and put "
                          "TLS in front of it: a reverse proxy or an SSH tunnel)")
-    agent = Agent(token or secrets.token_urlsafe(24), max_body, threads)
-    server = ThreadingHTTPServer((host, port), make_handler(agent))
-    server.daemon_threads = True
-    return server, agent
+    agent = Agent(token or secrets.token_urlsafe(24), max_body, threads, idle_timeout_s)
+    return BoundedServer((host, port), make_handler(agent), max_connections), agent

@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from netcut.data.transforms import normalize_batch
 from netcut.errors import NetcutError
+from netcut.paths import fashion_mnist_dir
 
-FASHION_MNIST_DIR = Path(os.environ.get("NETCUT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot"]
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -143,8 +143,9 @@ def _read_idx(path: Path, header: int) -> np.ndarray:
         return np.frombuffer(f.read(), dtype=np.uint8, offset=header)
 
 
-def load_fashion_mnist(config: SplitConfig, root: Path = FASHION_MNIST_DIR) -> Dataset:
+def load_fashion_mnist(config: SplitConfig, root: Path | None = None) -> Dataset:
     """The real Fashion-MNIST (60k train + 10k test) from the Debian package's IDX files."""
+    root = root if root is not None else fashion_mnist_dir()
     files = {k: root / f"{k}-ubyte.gz" for k in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3",
                                                  "t10k-labels-idx1")}
     missing = [str(p) for p in files.values() if not p.is_file()]
@@ -228,10 +229,15 @@ class _FileImages:
 
 
 def _identity_of_files(paths: list[Path], extra: str) -> str:
+    """A content fingerprint: each file's name and bytes (a file that cannot be read counts as missing)."""
     h = hashlib.sha256(extra.encode())
     for p in paths:
-        stat = p.stat()
-        h.update(f"{p}|{stat.st_size}|{int(stat.st_mtime)}".encode())
+        try:
+            data = p.read_bytes()
+        except OSError:
+            data = b"<missing>"
+        h.update(f"{p.name}|{len(data)}|".encode())
+        h.update(hashlib.sha256(data).digest())
     return h.hexdigest()[:16]
 
 
@@ -306,9 +312,10 @@ def load_soft_csv(path: Path, config: SplitConfig, probe_size: int = 224) -> Dat
     k = targets.shape[1]
     skipped = int((~ok).sum())
     notes = [f"skipped {skipped} missing or unreadable image(s) of {len(rows)}"] if skipped else []
+    identity = _identity_of_files([path, *(p for p, _ in rows)], "csv")  # the CSV and the images it lists
     return Dataset(f"csv:{path}", classes or [f"class_{i}" for i in range(k)], targets,
-                   _split(len(targets), config), loader, _identity_of_files([path], "csv"), skipped, notes,
-                   FILE_PREPROCESSING, flip_invariant=True)
+                   _split(len(targets), config), loader, identity, skipped, notes, FILE_PREPROCESSING,
+                   flip_invariant=True)
 
 
 def from_torch_dataset(dataset: torch.utils.data.Dataset, classes: list[str], config: SplitConfig = SplitConfig(),
@@ -318,8 +325,12 @@ def from_torch_dataset(dataset: torch.utils.data.Dataset, classes: list[str], co
 
     n = len(dataset)  # type: ignore[arg-type]
     labels = []
-    for i in range(n):
-        labels.append(dataset[i][1])
+    content = hashlib.sha256(f"{name}|{n}|{classes}".encode())  # every sample's pixels and label: two datasets of
+    for i in range(n):  # one size must never share a feature cache or a stored record
+        image, label = dataset[i][:2]
+        labels.append(label)
+        content.update(_sample_bytes(image))
+        content.update(np.asarray(label, dtype=np.float64).tobytes())
     targets = np.array(labels, dtype=np.float32 if np.ndim(labels[0]) == 1 else np.int64)
 
     def load(indices: np.ndarray, size: int, mean: tuple, std: tuple) -> torch.Tensor:
@@ -333,7 +344,15 @@ def from_torch_dataset(dataset: torch.utils.data.Dataset, classes: list[str], co
                                      antialias=True)[0])
         return normalize_batch(torch.stack(out), mean, std)
 
-    return Dataset(name, classes, targets, _split(n, config), load, f"torch-dataset:{name}:{n}")
+    return Dataset(name, classes, targets, _split(n, config), load, f"torch-dataset:{content.hexdigest()[:16]}")
+
+
+def _sample_bytes(image: Any) -> bytes:
+    """The pixels of a PIL image or a tensor, with their shape and type (so equal bytes of other shapes differ)."""
+    if isinstance(image, torch.Tensor):
+        array = image.detach().cpu().contiguous().numpy()
+        return f"{array.shape}|{array.dtype}|".encode() + array.tobytes()
+    return f"{image.size}|{image.mode}|".encode() + image.tobytes()
 
 
 def load_dataset(spec: str, config: SplitConfig = SplitConfig(), probe_size: int = 224) -> Dataset:

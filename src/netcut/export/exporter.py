@@ -9,19 +9,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from netcut.backbones import Backbone, load_backbone
+from netcut.backbones import Backbone, load_backbone, reload_option
+from netcut.codec import decode
+from netcut.data.snapshot import load_snapshot
 from netcut.errors import NetcutError
 from netcut.export.formats import FORMAT_OF_BACKEND, FORMATS, PRECISIONS_OF_FORMAT, WRITERS
 from netcut.fsutil import write_atomic, write_json
 from netcut.graph import trace
-from netcut.latency.backends import RuntimeSession, get_backend
+from netcut.latency.backends import get_backend
 from netcut.latency.harness import HarnessConfig
+from netcut.latency.session import RuntimeSession
 from netcut.latency.workers import WorkerPool
-from netcut.model import TrimmedNetwork, build_trn
-from netcut.search.config import ExploreConfig
-from netcut.search.results import Choice, Decision, ExploreResult
-from netcut.search.snapshot import load_snapshot
-from netcut.search.training import load_head
+from netcut.model import HeadSpec, TrimmedNetwork, build_trn, load_head
+from netcut.results import Choice, Decision, ExploreResult
 from netcut.store import ResultStore, load_result
 from netcut.train.metrics import evaluate
 
@@ -51,7 +51,14 @@ def _backbone(result: ExploreResult, name: str, given: dict[str, Backbone]) -> B
         raise NetcutError(f"{name} was passed to the Python API as a module; the run directory cannot rebuild it",
                           f"export through the API with the module again: export(run_dir, out, backbones="
                           f"{{{name!r}: module}})")
-    return load_backbone(name, result.config["weights"])
+    return load_backbone(name, reload_option(info.weights))
+
+
+def head_spec(result: ExploreResult, label: str) -> HeadSpec:
+    """The head a stored record was trained with, as the run recorded it."""
+    if label not in result.heads:
+        raise NetcutError(f"the run recorded no head {label!r}", "explore again with this netcut version")
+    return decode(HeadSpec, result.heads[label])
 
 
 def rebuild(run_dir: Path, result: ExploreResult, choice: Choice,
@@ -70,8 +77,7 @@ def rebuild(run_dir: Path, result: ExploreResult, choice: Choice,
         weights = store.get_artifact(choice.record.key)
     if weights is None:
         raise NetcutError("the chosen network's weights are missing from the store", "rerun the exploration")
-    config = ExploreConfig.from_json(result.config)
-    spec = config.head_spec(config.head_kind(choice.record.head))
+    spec = head_spec(result, choice.record.head)
     cut, num_classes = choice.candidate.cut, len(result.dataset.classes)
     if choice.record.finetune_blocks:
         trn = build_trn(traced, cut, num_classes, spec)
@@ -135,7 +141,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str | None = None, deadlin
         raise NetcutError(f"the {fmt} export differs from PyTorch by {max_diff:.2e}", "report this as a bug")
     for suffix, data in exported.files.items():
         write_atomic(out.with_suffix(suffix) if suffix else out, data)
-    head = ExploreConfig.from_json(result.config).train_config().head
+    head = head_spec(result, choice.record.head)
     manifest = {
         "format": fmt, "files": [(out.with_suffix(s) if s else out).name for s in exported.files],
         "backbone": choice.model, "cut": choice.cut, "is_full_backbone": choice.candidate.is_full,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,15 @@ class NodeInfo:
 
 
 @dataclass
+class TrainingGraph:
+    """The backbone traced in training mode: its graph, its nodes by stable name, in network order."""
+
+    graph_module: fx.GraphModule
+    by_name: dict[str, fx.Node]
+    nodes: list[fx.Node]
+
+
+@dataclass
 class TracedNetwork:
     """A traced backbone plus per-node facts, in network (topological) order."""
 
@@ -52,6 +60,24 @@ class TracedNetwork:
     _by_name: dict[str, fx.Node] = field(default_factory=dict, repr=False)
     _fingerprint: str = field(default="", repr=False)
     resolution_checked: bool = field(default=False, repr=False)
+    _training: TrainingGraph | None | bool = field(default=False, repr=False)  # False: not traced yet
+
+    def training_graph(self) -> TrainingGraph | None:
+        """The backbone traced in training mode, where its forward does something else while training (dropout
+        written as a function, stochastic depth): fine-tuning must train that graph. None where both modes trace
+        to the same graph, or the training trace fails (then the eval graph serves both)."""
+        if self._training is False:
+            self._training = None
+            try:
+                gm, names, _ = symbolic_trace(self.backbone, training=True)
+            except NetcutError:
+                return None
+            if gm.code != self.graph_module.code:
+                for node in gm.graph.nodes:
+                    names.setdefault(node, node.name)
+                self._training = TrainingGraph(gm, {stable: node for node, stable in names.items()},
+                                               list(gm.graph.nodes))
+        return self._training if isinstance(self._training, TrainingGraph) else None
 
     def node(self, name: str) -> fx.Node:
         """The fx node with this stable name."""
@@ -110,12 +136,15 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def symbolic_trace(backbone: Backbone) -> tuple[fx.GraphModule, dict[fx.Node, str], dict[fx.Node, str]]:
-    """Trace the backbone's model; raise a NetcutError naming the module torch.fx could not trace."""
+def symbolic_trace(backbone: Backbone, training: bool = False
+                   ) -> tuple[fx.GraphModule, dict[fx.Node, str], dict[fx.Node, str]]:
+    """Trace the backbone's model as it runs in eval mode (or in training: dropout, stochastic depth and whatever
+    else a forward does only while training are then in the graph); the model is left in eval mode. A NetcutError
+    names the module torch.fx could not trace."""
     tracer = _ScopedTracer(
         leaf_modules=list(backbone.leaf_modules), autowrap_functions=list(backbone.autowrap_functions)
     )
-    model = backbone.model.eval()
+    model = backbone.model.train(training)
     try:
         graph = tracer.trace(model)
     except Exception as exc:
@@ -126,6 +155,8 @@ def symbolic_trace(backbone: Backbone) -> tuple[fx.GraphModule, dict[fx.Node, st
             "make that forward free of data-dependent Python control flow, or treat the module as a leaf "
             "(Python API: netcut.from_module(model, leaf_modules=(ThatModule,)))",
         ) from exc
+    finally:
+        model.eval()
     gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__)
     return gm, dict(tracer.node_to_qualname), tracer.node_scope
 
@@ -215,8 +246,3 @@ def trace(backbone: Backbone, input_size: int | None = None) -> TracedNetwork:
         ) from exc
     nodes = list(gm.graph.nodes)
     return TracedNetwork(backbone, gm, names, recorder.info, size, nodes)
-
-
-def stable_name(raw: str) -> str:
-    """Normalise a name typed by a user (accepts ':' or '/' as separators)."""
-    return re.sub(r"[/:]", ".", raw.strip())

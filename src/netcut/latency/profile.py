@@ -6,11 +6,13 @@ import time
 
 import numpy as np
 
+from netcut.errors import NetcutError
 from netcut.graph import TracedNetwork, find_cuts
-from netcut.latency.backends import RuntimeSession, get_backend
-from netcut.latency.estimators import EstimatorRun, accuracy_metrics, run_estimator
+from netcut.latency.backends import check_precision, get_backend
+from netcut.latency.estimators import EstimatorRun, available_estimators, estimated_accuracy, run_estimator
 from netcut.latency.estimators.measured import measure_trns
 from netcut.latency.harness import environment
+from netcut.latency.session import RuntimeSession
 from netcut.latency.settings import ProfileSettings
 from netcut.latency.steadiness import TimingLog
 from netcut.latency.table import CutLatency, LatencyTable
@@ -29,6 +31,16 @@ def open_session(pool: WorkerPool, settings: ProfileSettings, images: np.ndarray
     return RuntimeSession(backend, worker, settings.precision, images, TimingLog(reporter=reporter), target)
 
 
+def checked(settings: ProfileSettings) -> ProfileSettings:
+    """The settings, with clear errors for an unknown estimator or backend, a precision the backend cannot convert
+    to, or impossible timing settings."""
+    if settings.estimator not in available_estimators():
+        raise NetcutError(f"unknown estimator {settings.estimator!r}",
+                          f"use one of: {', '.join(available_estimators())}")
+    check_precision(get_backend(settings.backend), settings.precision)
+    return settings.validate()
+
+
 def profile(traced: TracedNetwork, settings: ProfileSettings = ProfileSettings(), measure_all: bool = False,
             reporter: Reporter = QUIET, compare: tuple[str, ...] = (), pool: WorkerPool | None = None
             ) -> LatencyTable:
@@ -37,7 +49,7 @@ def profile(traced: TracedNetwork, settings: ProfileSettings = ProfileSettings()
     int8 is calibrated on synthetic images here (latency alone; the profile has no data): that is said in the
     table's environment.
     """
-    settings.validate()
+    checked(settings)
     if pool is not None:
         return _profile(traced, settings, measure_all, reporter, compare, open_session(pool, settings,
                                                                                      reporter=reporter))
@@ -63,7 +75,7 @@ def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool
             cost["measured"] = run.cost_s
     accuracy = {}
     if measured is not None:
-        truth = np.array([measured[c.name].p50 for c in cuts])
+        truth = {c.name: measured[c.name].p50 for c in cuts}
         runs: dict[str, EstimatorRun] = {settings.estimator: main}
         for other in compare:
             if other not in runs and other != "measured":
@@ -71,7 +83,7 @@ def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool
                 cost[other] = runs[other].cost_s
         for name, run in runs.items():
             if name != "measured":
-                accuracy[name] = accuracy_metrics(np.array([run.estimates[c.name].p50 for c in cuts]), truth)
+                accuracy[name] = estimated_accuracy(run, [c.name for c in cuts], truth)
     rows = [CutLatency(c.name, main.estimates[c.name], measured[c.name] if measured is not None else None, c.macs,
                        c.params, main.sizes.get(c.name, 0)) for c in cuts]
     cost["total"] = time.perf_counter() - started

@@ -17,6 +17,7 @@ import numpy as np
 
 from netcut.errors import NetcutError
 from netcut.latency.workers import WorkerPool
+from netcut.ray_cluster import RayCluster
 from netcut_agent.bench import TimingResult
 from netcut_agent.timing import TimingConfig
 
@@ -171,28 +172,23 @@ class RayDeviceWorker:
                 pass
 
 
-def offered_devices() -> list[str]:
+def offered_devices(cluster: RayCluster) -> list[str]:
     """The device names the cluster's nodes offer (their `device:NAME` resources)."""
-    import ray
-
-    return sorted(k.removeprefix(RESOURCE) for k in ray.cluster_resources() if k.startswith(RESOURCE))
+    return sorted(k.removeprefix(RESOURCE) for k in cluster.ray.cluster_resources() if k.startswith(RESOURCE))
 
 
-def connect(spec: str, reporter: Any = None, wait_s: float | None = None) -> RayDevice:
-    """The device `ray:NAME` of the Ray cluster this process has joined: its actor started on the node holding
-    `device:NAME` (waiting while another run holds it; `wait_s` None: as long as it takes)."""
-    try:
-        import ray
-    except ImportError as e:
-        raise NetcutError(f"--device {spec} needs Ray, which is not installed", "pip install 'netcut[ray]'") from e
+def connect(spec: str, cluster: RayCluster | None, reporter: Any = None, wait_s: float | None = None) -> RayDevice:
+    """The device `ray:NAME` of a joined Ray cluster: its actor started on the node holding `device:NAME`
+    (waiting while another run holds it; `wait_s` None: as long as it takes)."""
     device = spec.removeprefix(PREFIX)
     if not device:
         raise NetcutError(f"--device {spec!r} names no device", "pass --device ray:NAME, NAME as in the node's "
                           "resource device:NAME")
-    if not ray.is_initialized():
+    if cluster is None:
         raise NetcutError(f"--device {spec} is a device of a Ray cluster, and this command has joined none",
                           "add --executor ray --ray-address HEAD:PORT (the cluster whose node offers it)")
-    offered = offered_devices()
+    ray = cluster.ray
+    offered = offered_devices(cluster)
     if device not in offered:
         raise NetcutError(f"no node of the Ray cluster offers device {device!r} (offered: "
                           f"{', '.join(offered) or 'none'})", "start the device's host with `ray start --address "

@@ -22,6 +22,7 @@ import numpy as np
 
 from netcut.errors import NetcutError
 from netcut.latency.workers import DeviceLink, WorkerError
+from netcut.ray_cluster import RayCluster
 from netcut_agent.bench import TimingResult
 from netcut_agent.runtimes import RUNTIMES
 from netcut_agent.timing import TimingConfig
@@ -82,14 +83,15 @@ def connect(url: str, token_file: str | None = None) -> Device:
     return device
 
 
-def connect_device(spec: str, token_file: str | None = None, reporter: Any = None) -> DeviceLink:
-    """A device from `--device`: an agent's URL, or `ray:NAME` on the Ray cluster this process has joined."""
+def connect_device(spec: str, token_file: str | None = None, reporter: Any = None,
+                   cluster: RayCluster | None = None) -> DeviceLink:
+    """A device from `--device`: an agent's URL, or `ray:NAME` on the joined Ray cluster `cluster`."""
     from netcut.latency.ray_device import PREFIX
 
     if spec.startswith(PREFIX):
         from netcut.latency.ray_device import connect as connect_ray
 
-        return connect_ray(spec, reporter)
+        return connect_ray(spec, cluster, reporter)
     return connect(spec, token_file)
 
 

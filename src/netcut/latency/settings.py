@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netcut.errors import NetcutError
 from netcut.latency.harness import HarnessConfig
 
 
@@ -21,14 +20,7 @@ class ProfileSettings:
     analytical_model: str | None = None  # a fitted model file; None: this device's default
 
     def validate(self) -> ProfileSettings:
-        """Clear errors for impossible settings."""
-        from netcut.latency.estimators import available_estimators
-
-        if self.estimator not in available_estimators():
-            raise NetcutError(f"unknown estimator {self.estimator!r}",
-                              f"use one of: {', '.join(available_estimators())}")
-        from netcut.latency.backends import check_precision, get_backend
-
-        check_precision(get_backend(self.backend), self.precision)
+        """Clear errors for impossible timing settings (the backend and estimator names are checked against their
+        registries by netcut.latency.profile.checked)."""
         self.harness.validate()
         return self

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 import threading
 import time
@@ -22,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netcut.paths import cache_dir
 from netcut_agent.bench import TimingResult
 from netcut_agent.stability import Stability
 from netcut_agent.stats import LatencyStats
@@ -123,11 +123,6 @@ class SessionTiming:
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return asdict(self)
-
-
-def cache_dir() -> Path:
-    """Where netcut keeps what belongs to a device rather than a run ($NETCUT_CACHE, default ~/.cache/netcut)."""
-    return Path(os.environ.get("NETCUT_CACHE", Path.home() / ".cache" / "netcut"))
 
 
 _RECORDING = threading.Lock()
@@ -298,19 +293,3 @@ def scaled(result: TimingResult, factor: float) -> TimingResult:
     return TimingResult({k: _scaled_stats(v, factor) for k, v in result.stats.items()},
                         {k: [_scaled_stats(s, factor) for s in v] for k, v in result.stages.items()},
                         result.stability)
-
-
-def timing_text(summary: dict[str, Any]) -> str | None:
-    """One line for reports: how many sessions, how many were repeated or stayed unsteady, how far they moved."""
-    if not summary:
-        return None
-    threads = "/".join(str(t) for t in summary["threads"])
-    text = (f"timing: {summary['sessions']} sessions with the reference network ({threads} thread(s)), "
-            f"{summary['repeated']} repeated, {summary['unsteady']} unsteady at ±{summary['tolerance_pct']:g}%; "
-            f"reference {summary['reference_ms_min']:.2f}–{summary['reference_ms_max']:.2f} ms across sessions, "
-            f"largest spread within one {summary['max_spread_pct']:.0f}%, largest drift "
-            f"{summary['max_drift_pct']:+.0f}%")
-    if "scale_min" in summary:
-        text += (f"; timings scaled to the device's recorded reference level by "
-                 f"{summary['scale_min']:.3f}–{summary['scale_max']:.3f}")
-    return text

@@ -4,9 +4,12 @@ head that reads pooled features of every cut up to the TRN's (a selected subset 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from netcut.results import TrainingRecord
 
 HEAD_KINDS = ("linear", "multi")
 
@@ -82,3 +85,13 @@ def build_head(in_channels: int, num_classes: int, spec: HeadSpec = HeadSpec(),
     """A head mapping a (N, C, H, W) activation to (N, num_classes) logits; `trained` replaces the fresh classifier."""
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
                          trained if trained is not None else classifier(in_channels, num_classes, spec))
+
+
+def load_head(record: TrainingRecord, state: dict[str, Any], in_features: int, num_classes: int,
+              spec: HeadSpec) -> nn.Module:
+    """A probe's trained head from its stored state (a Head2Toe head names its cuts in the record)."""
+    if record.head.startswith("multi"):
+        return MultiHead.from_state(record.metrics["multi_cuts"], state, num_classes, spec).eval()
+    model = classifier(in_features, num_classes, spec)
+    model.load_state_dict(state)
+    return model.eval()

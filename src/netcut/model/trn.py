@@ -9,7 +9,15 @@ from torch import nn
 
 from netcut.backbones import Backbone, from_module, load_backbone
 from netcut.errors import NetcutError
-from netcut.graph import TracedNetwork, build_extractor, build_prefix, find_cuts, resolve_cut, trace
+from netcut.graph import (
+    TracedNetwork,
+    build_extractor,
+    build_prefix,
+    build_training_prefix,
+    find_cuts,
+    resolve_cut,
+    trace,
+)
 from netcut.model.head import HeadSpec, MultiHead, build_head, classifier
 from netcut.types import CutPoint
 
@@ -32,16 +40,18 @@ class TrimmedNetwork(nn.Module):
 
 def build_trn(traced: TracedNetwork, cut: CutPoint, num_classes: int, head: HeadSpec = HeadSpec(),
               trained_classifier: nn.Module | None = None, own_weights: bool = True,
-              reads: list[CutPoint] | None = None) -> TrimmedNetwork:
+              reads: list[CutPoint] | None = None, for_training: bool = False) -> TrimmedNetwork:
     """prefix up to `cut` + head (fresh, or around `trained_classifier`), in eval mode.
 
     own_weights=True gives the TRN copies of the prefix's and classifier's parameters, so training it leaves the
     backbone alone; False shares them (cheap, for timing, where weights do not matter). A multi head reads
     several cuts: a trained MultiHead names them; a fresh one reads every channel of `reads` (the cuts up to `cut`).
+    for_training: the prefix runs the backbone's training-mode graph while the TRN is in train mode (dropout,
+    stochastic depth), as the backbone itself would; its state dict is a plain prefix's.
     """
     if head.kind == "multi":
         return _multi_trn(traced, cut, num_classes, head, trained_classifier, own_weights, reads or [cut])
-    prefix: nn.Module = build_prefix(traced, cut.name)
+    prefix: nn.Module = build_training_prefix(traced, cut.name) if for_training else build_prefix(traced, cut.name)
     trained = trained_classifier
     if own_weights:
         prefix = copy.deepcopy(prefix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netcut.search.results import ExploreResult
+from netcut.results import ExploreResult
 
 
 def write_report(result: ExploreResult, out_dir: Path) -> dict[str, Path]:

@@ -9,11 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from netcut.latency.steadiness import timing_text
 from netcut.latency.table import LatencyTable
+from netcut.report.text import timing_text
+from netcut.results import ExploreResult
 from netcut.search.decide import CLOSE_CALL_PCT, close_calls, relative_gain
 from netcut.search.pareto import frontiers
-from netcut.search.results import ExploreResult
 from netcut.types import CutPoint
 
 
@@ -75,8 +75,13 @@ def print_profile(out: Console, table: LatencyTable, measured: bool, analytical_
         view.add_row(*cells)
     out.print(view)
     for name, acc in table.accuracy.items():
-        out.print(f"{name:>10}: MAPE {acc['mape_pct']:.1f}%, {acc['within10_pct']:.0f}% of {acc['n']} TRNs "
-                  "within ±10% of measured p50")
+        anchors = acc.get("anchors", 0)
+        apart = f" ({anchors} more measured as anchors, not counted)" if anchors else ""
+        if acc["n"]:
+            out.print(f"{name:>10}: MAPE {acc['mape_pct']:.1f}%, {acc['within10_pct']:.0f}% of {acc['n']} estimated "
+                      f"TRNs within ±10% of measured p50{apart}")
+        else:
+            out.print(f"{name:>10}: all {anchors} TRNs were measured as anchors: nothing was estimated")
     if measured and not analytical_fitted:
         out.print("analytical: no fitted model for this device yet (run `netcut calibrate` to compare it too)")
     out.print(f"cost: {', '.join(f'{k} {v:.1f}s' for k, v in table.cost_s.items())}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import html
 
-from netcut.latency.steadiness import timing_text
+from netcut.report.text import timing_text
+from netcut.results import Choice, Decision, ExploreResult, TrainingRecord
 from netcut.search.decide import CLOSE_CALL_PCT, CloseCall, best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
-from netcut.search.results import Choice, Decision, ExploreResult, TrainingRecord
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

@@ -6,8 +6,8 @@ import io
 from pathlib import Path
 
 from netcut.fsutil import write_atomic
+from netcut.results import ExploreResult
 from netcut.search.pareto import device_frontiers, frontiers
-from netcut.search.results import ExploreResult
 
 
 def plot(result: ExploreResult, path: Path) -> Path:

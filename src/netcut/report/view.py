@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from netcut.search.decide import best_probe, close_calls, relative_gain
+from netcut.codec import encode
+from netcut.results import Candidate, Choice, Deadline, Decision, ExploreResult
+from netcut.search.decide import CloseCall, best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
-from netcut.search.results import Candidate, Choice, Decision, ExploreResult
+
+
+def deadline_json(deadline: Deadline) -> dict[str, Any]:
+    """A deadline's fields as documented for --json."""
+    return {"deadline_ms": deadline.ms, "percentile": deadline.percentile, "margin": deadline.margin,
+            "max_model_mb": deadline.max_model_mb}
+
+
+def close_call_json(call: CloseCall) -> dict[str, Any]:
+    """A close call as documented for --json."""
+    c = call.candidate
+    return {"model": c.backbone, "cut": c.cut, "backend": c.backend, "precision": c.precision, "kind": call.kind,
+            "latency_ms": call.latency_ms, "distance_pct": call.distance_pct}
 
 
 def choice_json(choice: Choice) -> dict[str, Any]:
@@ -59,7 +73,7 @@ def decision_json(result: ExploreResult, decision: Decision) -> dict[str, Any]:
     """One deadline's outcome."""
     by_id = {c.id: c for c in result.candidates}
     out: dict[str, Any] = {
-        **decision.deadline.to_json(), "proposals": [p.label for p in decision.proposals],
+        **deadline_json(decision.deadline), "proposals": [p.label for p in decision.proposals],
         "candidates": [candidate_json(result, c, decision) for c in result.candidates],
         "rejected_on_verification": [{"model": r.candidate.backbone, "cut": r.candidate.cut,
                                       "measured_ms": r.measured_ms, "estimated_ms": r.estimated_ms}
@@ -69,7 +83,8 @@ def decision_json(result: ExploreResult, decision: Decision) -> dict[str, Any]:
         choice_json(decision.best_off_the_shelf),
         "best_off_the_shelf_fine_tuned": None if decision.best_off_the_shelf_fine_tuned is None else
         choice_json(decision.best_off_the_shelf_fine_tuned), **gains(result, decision),
-        "close_calls": [c.to_json() for c in close_calls(decision, list(result.candidates), list(result.records))]}
+        "close_calls": [close_call_json(c) for c in close_calls(decision, list(result.candidates),
+                                                                 list(result.records))]}
     if decision.chosen is None and decision.fastest is not None:
         out.update({"fastest_ms": decision.fastest_ms, "fastest": by_id[decision.fastest].label,
                     "reason": decision.reason})
@@ -88,8 +103,8 @@ def explore_json(result: ExploreResult) -> dict[str, Any]:
                       "precision": c.id.precision, "estimated_ms": c.estimate.p50, "score": r.test_score}
                      for group in frontiers(list(result.candidates), list(result.records)).values()
                      for c, r in group],
-        "dataset": result.dataset.to_json(),
-        "models": {k: v.to_json() for k, v in result.models.items()},
+        "dataset": encode(result.dataset),
+        "models": encode(result.models),
         "config": result.config, "environment": result.environment, "netcut_version": result.netcut_version,
     }
     if len(result.decisions) == 1:

@@ -11,7 +11,7 @@ from netcut.latency.backends import MIN_CALIBRATION, check_precision, get_backen
 from netcut.latency.harness import HarnessConfig
 from netcut.latency.settings import ProfileSettings
 from netcut.model.head import HEAD_KINDS, HeadSpec
-from netcut.search.results import STRATEGIES
+from netcut.results import STRATEGIES
 from netcut.train.finetune import ALL_BLOCKS, FineTuneConfig, resolve_device
 from netcut.train.probe import TrainConfig
 from netcut.types import PERCENTILES, TRAIN_DEVICES

@@ -11,15 +11,16 @@ from netcut.backbones import Backbone, load_backbone
 from netcut.data.datasets import Dataset, load_dataset
 from netcut.errors import NetcutError
 from netcut.graph import TracedNetwork, find_cuts, trace
-from netcut.latency.backends import MIN_CALIBRATION, RuntimeSession, get_backend
+from netcut.latency.backends import MIN_CALIBRATION, get_backend
 from netcut.latency.harness import device_key, environment, machine
+from netcut.latency.session import RuntimeSession
 from netcut.latency.steadiness import TimingLog
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
+from netcut.results import DatasetInfo, ModelInfo
 from netcut.search.config import ExploreConfig
 from netcut.search.executors import Executor, LocalExecutor
 from netcut.search.keys import backbone_identity
-from netcut.search.results import DatasetInfo, ModelInfo
 from netcut.store import ResultStore
 from netcut.train.metrics import metric_name
 from netcut.types import CutPoint

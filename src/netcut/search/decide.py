@@ -7,9 +7,8 @@ and is not known yet, it returns a decision `pending` on that candidate: the cal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from netcut.search.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
+from netcut.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
 from netcut.types import CandidateId, Percentiles
 
 
@@ -136,12 +135,6 @@ class CloseCall:
     kind: str  # admitted (estimate only just meets), excluded (only just misses), verified, rejected (measured)
     latency_ms: float  # the estimate (with the margin) or the measurement it was judged by
     distance_pct: float  # against the deadline: negative under it, positive over it
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"model": self.candidate.backbone, "cut": self.candidate.cut, "backend": self.candidate.backend,
-                "precision": self.candidate.precision, "kind": self.kind, "latency_ms": self.latency_ms,
-                "distance_pct": self.distance_pct}
 
     def text(self) -> str:
         """One phrase for consoles and reports."""

@@ -4,23 +4,16 @@ never touch it."""
 
 from __future__ import annotations
 
-import logging
-import os
-import queue
-import socket
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from netcut.errors import NetcutError
+from netcut.ray_cluster import RayCluster
 
 J = TypeVar("J")
 R = TypeVar("R")
 
-# What a local Ray instance may reserve for its object store: Ray's default is 30% of the memory, far more than
-# shards of features need, and it is taken from what training has.
-LOCAL_OBJECT_STORE_BYTES = 500_000_000
 TASK_RETRIES = 3  # a task whose worker process or node died runs again (an error raised by the job does not)
 
 
@@ -73,43 +66,6 @@ class LocalExecutor:
         """Nothing to release."""
 
 
-def side_by_side(fn: Callable[[J], R], jobs: Sequence[J], group_of: Callable[[J], str]) -> Iterator[tuple[J, R]]:
-    """(job, fn(job)) as each completes: the jobs of one group one after another, the groups side by side (a thread
-    each). Latency sessions on different hosts overlap; two on one host would compete for its cores. The caller
-    (the driver's thread) keeps the store: fn must not touch it. The first error stops every group after its
-    current job and is raised."""
-    groups: dict[str, list[J]] = {}
-    for job in jobs:
-        groups.setdefault(group_of(job), []).append(job)
-    if len(groups) <= 1:
-        yield from LocalExecutor().run(fn, jobs)
-        return
-    results: queue.Queue[tuple[J, R] | BaseException] = queue.Queue()
-    stop = threading.Event()
-
-    def work(group: list[J]) -> None:
-        for job in group:
-            if stop.is_set():
-                return
-            try:
-                results.put((job, fn(job)))
-            except BaseException as e:  # noqa: BLE001 - handed to the driver's thread, which raises it
-                results.put(e)
-                return
-
-    threads = [threading.Thread(target=work, args=(g,), daemon=True) for g in groups.values()]
-    for t in threads:
-        t.start()
-    try:
-        for _ in range(len(jobs)):
-            item = results.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:  # on an error or Ctrl-C the other groups stop after their current job, without holding the caller up
-        stop.set()
-
-
 _STAGE_FUNCTION: dict[str, Callable[[Any], Any]] = {}  # in a Ray worker: the current stage's fn, by object id
 
 
@@ -131,36 +87,19 @@ def _call(fn_box: list[Any], job: Any, threads: int) -> Any:
 
 
 class RayExecutor:
-    """Jobs as Ray tasks on a cluster (`address`), or on a Ray instance started here for this run (None)."""
+    """Jobs as Ray tasks on a joined cluster: the one given, or one joined at `address` (None: a private instance
+    started here for this run), left by close() when this executor joined it."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, threads: int | None = None, temp_dir: str | None = None) -> None:
-        try:
-            import ray
-        except ImportError as e:
-            raise NetcutError("--executor ray needs Ray, which is not installed",
-                              "pip install 'netcut[ray]' (or use --executor local)") from e
-        self.address = address
+    def __init__(self, address: str | None = None, threads: int | None = None, temp_dir: str | None = None,
+                 cluster: RayCluster | None = None) -> None:
+        self.owns_cluster = cluster is None
+        self.cluster = cluster if cluster is not None else RayCluster(address, temp_dir)
+        self.address = self.cluster.address
         self.threads = threads
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                   "ignore_reinit_error": True, "logging_level": logging.ERROR}
-        if address is None:  # a private instance on loopback, sized for this machine
-            options.update(num_cpus=os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                           _node_ip_address="127.0.0.1")
-            if temp_dir:
-                options["_temp_dir"] = temp_dir
-        if address not in (None, "auto"):
-            reachable(address)
-        try:
-            ray.init(address=address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise NetcutError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}",
-                              "start it (`ray start --head`), check the address (host:port of the head's GCS) "
-                              "and that RAY_AUTH_MODE/RAY_AUTH_TOKEN match the cluster's") from e
-        self._ray = ray
-        self._remote = ray.remote(_call)
-        _messages_to_stderr()
+        self._ray = self.cluster.ray
+        self._remote = self._ray.remote(_call)
 
     def run(self, fn: Callable[[J], R], jobs: Sequence[J], resources: Resources = Resources()
             ) -> Iterator[tuple[J, R]]:
@@ -187,12 +126,9 @@ class RayExecutor:
             for ref in pending:  # the caller stopped early (an error, Ctrl-C): nothing keeps running for it
                 ray.cancel(ref, force=True)
 
-    def _node_cpus(self) -> list[int]:
-        return [int(n.get("Resources", {}).get("CPU", 0)) for n in self._ray.nodes() if n.get("Alive")]
-
     def _check_fits(self, threads: int) -> None:
         """Refuse a thread count no node can give a job (Ray would wait for such a node forever)."""
-        largest = max(self._node_cpus(), default=0)
+        largest = max(self.cluster.node_cpus(), default=0)
         if largest < threads:
             raise NetcutError(f"each job runs {threads} torch threads (--train-threads) but the Ray cluster's "
                               f"largest node has {largest} CPUs",
@@ -204,52 +140,21 @@ class RayExecutor:
         import torch
 
         threads = self.threads or torch.get_num_threads()
-        return max(1, sum(cpus // threads for cpus in self._node_cpus()))
+        return max(1, sum(cpus // threads for cpus in self.cluster.node_cpus()))
 
     def describe(self) -> dict[str, Any]:
         """The cluster: its address, nodes and resources."""
-        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
-        return {"executor": "ray", "address": self.address or "local instance", "ray": self._ray.__version__,
-                "nodes": len(nodes), "resources": {k: v for k, v in self._ray.cluster_resources().items()
-                                                   if not k.startswith("node:")}}
+        return {"executor": "ray", **self.cluster.describe()}
 
     def close(self) -> None:
-        """Leave the cluster (a local instance stops with it)."""
-        self._ray.shutdown()
-
-
-def _messages_to_stderr() -> None:
-    """Ray prints its cluster's messages to the driver (such as "a worker died ... while executing a task", after
-    which the task is retried) on stdout, where `--json` writes: send them to stderr. Ray 2.60 looks the printer up
-    in its worker module at each message, so replacing it there takes effect."""
-    from ray._private import worker
-
-    original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "netcut", False):
-        return
-
-    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
-        original({**data, "is_err": True}, ignore_prefix)
-
-    to_stderr.netcut = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = to_stderr
-
-
-def reachable(address: str, timeout_s: float = 3.0) -> None:
-    """Refuse an address nothing answers at, at once (Ray itself waits minutes for a head that is not there)."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise NetcutError(f"--ray-address {address!r} is not HOST:PORT", "give the head's address, e.g. "
-                          "127.0.0.1:6379 (as `ray start --head` printed it), or auto")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise NetcutError(f"no Ray cluster answers at {address} ({e.strerror or e})",
-                          "start one with `ray start --head --port PORT`, or check the address") from e
+        """Leave the cluster if this executor joined it (a local instance stops with it)."""
+        if self.owns_cluster:
+            self.cluster.close()
 
 
 def create_executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:
-    """The executor `--executor` names."""
+    """The executor `--executor` names (a Ray one joins the cluster at `address`; its `cluster` serves Ray
+    devices too)."""
     if name == "local":
         if address:
             raise NetcutError("--ray-address needs --executor ray", "add --executor ray, or drop --ray-address")

@@ -16,10 +16,13 @@ from torch import nn
 
 from netcut._version import __version__
 from netcut.backbones import Backbone, from_module, load_backbone
+from netcut.codec import encode
 from netcut.data.datasets import Dataset
+from netcut.data.snapshot import save_snapshot
 from netcut.latency.remote import connect_device
 from netcut.latency.workers import WorkerPool
 from netcut.progress import QUIET, Reporter
+from netcut.results import Candidate, Deadline, Decision, ExploreResult, TrainingRecord
 from netcut.search.config import ExploreConfig
 from netcut.search.context import Network, RunContext, dataset_info, load_data, load_networks
 from netcut.search.decide import decide
@@ -27,8 +30,6 @@ from netcut.search.executors import Executor
 from netcut.search.finetuning import FineTuning
 from netcut.search.latency import estimate_latencies
 from netcut.search.proposals import propose, union
-from netcut.search.results import Candidate, Deadline, Decision, ExploreResult, TrainingRecord
-from netcut.search.snapshot import save_snapshot
 from netcut.search.training import prepare_probe_features, train_probes
 from netcut.search.verify import measure_candidate
 from netcut.store import ResultStore, run_lock
@@ -91,7 +92,7 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
                          ctx.environment(",".join(config.backends),
                                          {"runtimes": runtimes, "timing": ctx.timing.summary(),
                                           "executor": ctx.executor.describe()}), __version__,
-                         clock.seconds)
+                         clock.seconds, {spec.label(): encode(spec) for spec in map(config.head_spec, config.heads)})
 
 
 class Explorer:
@@ -111,7 +112,9 @@ class Explorer:
 
     def _device_pools(self, stack: ExitStack) -> list[WorkerPool]:
         """One pool of sessions per device given (each checked to answer first), closed with the stack."""
-        devices = [connect_device(spec, self.config.device_token_file, self.reporter) for spec in self.config.devices]
+        cluster = getattr(self.executor, "cluster", None)  # a Ray executor's cluster also serves its devices
+        devices = [connect_device(spec, self.config.device_token_file, self.reporter, cluster)
+                   for spec in self.config.devices]
         return [stack.enter_context(WorkerPool(device)) for device in devices]
 
     def run(self) -> ExploreResult:

@@ -21,10 +21,10 @@ from netcut.data.datasets import Dataset
 from netcut.graph import TracedNetwork
 from netcut.model import HeadSpec
 from netcut.progress import QUIET, Reporter
+from netcut.results import Candidate, Deadline, TrainingRecord
 from netcut.search.context import RunContext
 from netcut.search.decide import fine_tune_plan
 from netcut.search.executors import Resources
-from netcut.search.results import Candidate, Deadline, TrainingRecord
 from netcut.search.training import make_record, record_key, trained_classifier
 from netcut.train.finetune import FineTuneConfig, FineTuner, evaluate_images
 from netcut.types import CutPoint

@@ -8,11 +8,11 @@ from functools import partial
 
 from netcut.errors import NetcutError
 from netcut.latency.estimators import EstimatorRun, run_estimator
+from netcut.latency.hosts import side_by_side
 from netcut.latency.table import LatencyTable
+from netcut.results import Candidate, LatencyRecord
 from netcut.search.context import Network, RunContext, Target
-from netcut.search.executors import side_by_side
 from netcut.search.keys import latency_key
-from netcut.search.results import Candidate, LatencyRecord
 from netcut.types import CandidateId, CutPoint, Percentiles
 
 BYTES_PER_WEIGHT = {"fp32": 4, "int8": 1}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from netcut.search.results import Candidate, TrainingRecord
+from netcut.results import Candidate, TrainingRecord
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netcut.errors import NetcutError
-from netcut.search.results import STRATEGIES, Candidate, Deadline
+from netcut.results import STRATEGIES, Candidate, Deadline
 
 
 def parse_deadlines(text: str) -> list[float]:

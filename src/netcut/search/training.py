@@ -14,17 +14,18 @@ from torch import nn
 
 from netcut.data.datasets import Dataset
 from netcut.graph import TracedNetwork
-from netcut.model import HeadSpec, MultiHead, build_trn, classifier
+from netcut.model import HeadSpec, MultiHead, build_trn, load_head
+from netcut.paths import feature_cache_dir
+from netcut.results import Candidate, TrainingRecord
 from netcut.search.context import Network, RunContext
 from netcut.search.executors import Resources
 from netcut.search.keys import training_key
-from netcut.search.results import Candidate, TrainingRecord
+from netcut.search.runtime_features import evaluate_in_runtime, runtime_features
 from netcut.train.cache import Features as CutFeatures
 from netcut.train.cache import Shard, cache_path, cached_features, extract_shard, join_shards, plan_shards, save_cached
 from netcut.train.finetune import FineTuneConfig, resolve_device
 from netcut.train.metrics import metric_name
 from netcut.train.probe import HeadResult, TrainConfig, fit_head, fit_multi_head
-from netcut.train.runtime_features import evaluate_in_runtime, runtime_features
 
 Features = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]  # split -> (cut name -> (N, C) features, targets)
 BATCH = 64  # images per forward pass when caching features
@@ -64,7 +65,7 @@ def features(ctx: RunContext, net: Network, backend: str = "", precision: str = 
     """Pooled features at every cut of a backbone for each split (cached on disk; prepare_features computes fp32
     ones through the executor): PyTorch's for fp32, the backend's runtime's for int8."""
     names = [c.name for c in net.cuts]
-    cache = Path(ctx.config.run_dir) / "cache"
+    cache = feature_cache_dir(ctx.config.run_dir)
     if precision != "fp32":
         return runtime_features(cache, net.traced, names, ctx.dataset, net.weights_hash,
                                 ctx.session(net, backend, precision), ctx.config.seed, ctx.reporter)
@@ -100,7 +101,7 @@ def prepare_features(ctx: RunContext, models: list[str]) -> None:
     """Cache the fp32 features of every split of these backbones: the missing ones as backbone x shard jobs of the
     executor, each split saved as soon as its last shard is in (shards are computed batch by batch, so their
     features are bitwise those of one pass)."""
-    cache = Path(ctx.config.run_dir) / "cache"
+    cache = feature_cache_dir(ctx.config.run_dir)
     views, seed = ctx.config.train_config().augment_views, ctx.config.seed
     device = resolve_device(ctx.config.train_device)
     plans: dict[tuple[str, str], list[Shard]] = {}
@@ -228,13 +229,3 @@ def trained_classifier(ctx: RunContext, record: TrainingRecord, in_features: int
         raise KeyError(record.key)
     return load_head(record, state, in_features, ctx.dataset.num_classes, ctx.config.head_spec(
         ctx.config.head_kind(record.head)))
-
-
-def load_head(record: TrainingRecord, state: dict[str, Any], in_features: int, num_classes: int,
-              spec: HeadSpec) -> nn.Module:
-    """A probe's trained classifier from its stored state."""
-    if record.head.startswith("multi"):
-        return MultiHead.from_state(record.metrics["multi_cuts"], state, num_classes, spec).eval()
-    model = classifier(in_features, num_classes, spec)
-    model.load_state_dict(state)
-    return model.eval()

@@ -8,12 +8,12 @@ from typing import Any
 
 from netcut.graph import example_input
 from netcut.latency.calibration import as_batches
+from netcut.latency.hosts import side_by_side
 from netcut.model import TrimmedNetwork, build_trn
+from netcut.results import Candidate, LatencyRecord
 from netcut.search.context import RunContext, Target
-from netcut.search.executors import side_by_side
 from netcut.search.keys import latency_key
 from netcut.search.latency import slowest
-from netcut.search.results import Candidate, LatencyRecord
 from netcut.search.training import head_of, record_key, trained_classifier
 from netcut.types import Percentiles
 

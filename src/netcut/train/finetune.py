@@ -1,8 +1,8 @@
 """Fine-tune a TRN from images, epoch by epoch, starting from its probe's head; resumable at every epoch.
 
-The recipe (measured on Fashion-MNIST, issue 13): AdamW with a one-cycle schedule over the planned epochs, label
-smoothing, random shifts (and flips where the labels allow them), BatchNorm statistics updated with the layers
-that train. A FineTuner holds one candidate's state; the fine-tuning stage decides how many epochs each gets.
+The recipe: AdamW with a one-cycle schedule over the planned epochs, label smoothing, random shifts (and flips
+where the labels allow them), BatchNorm statistics updated with the layers that train (docs/fine_tuning.md measures
+it). A FineTuner holds one candidate's state; the fine-tuning stage decides how many epochs each gets.
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ class FineTuner:
         self.traced, self.cut, self.dataset, self.config = traced, cut, dataset, config
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
-        # channels-last convolutions ran 1.5x faster on this CPU (and are the GPU's preferred layout)
-        self.trn = build_trn(traced, cut, dataset.num_classes, head, classifier)
+        # channels-last: the layout oneDNN and cuDNN convolutions prefer (1.5x faster on an x86 CPU)
+        self.trn = build_trn(traced, cut, dataset.num_classes, head, classifier, for_training=True)
         self.trn.to(self.device)
         self.trn.to(memory_format=torch.channels_last)
         trainable = trainable_parameter_names(traced, block_cuts, cut, config.blocks)

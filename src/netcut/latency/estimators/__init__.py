@@ -15,7 +15,7 @@ from netcut.types import CutPoint, LatencyStats, Percentiles
 
 if TYPE_CHECKING:  # the registry stays importable without torch (the CLI lists its names)
     from netcut.graph import TracedNetwork
-    from netcut.latency.backends import RuntimeSession
+    from netcut.latency.session import RuntimeSession
     from netcut.latency.settings import ProfileSettings
     from netcut.progress import Reporter
 
@@ -30,6 +30,7 @@ class EstimatorRun:
     details: dict[str, Any] = field(default_factory=dict)
     measured: dict[str, LatencyStats] = field(default_factory=dict)  # ground truth timed side by side, if asked
     sizes: dict[str, int] = field(default_factory=dict)  # cut name -> the TRN's model file size in bytes
+    anchors: tuple[str, ...] = ()  # cuts whose TRN this estimator measured itself: their estimates are measurements
 
 
 class Estimator(Protocol):
@@ -74,11 +75,23 @@ def run_estimator(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeS
     return get_estimator(estimator or settings.estimator)(traced, cuts, session, settings, reporter, ground_truth)
 
 
-def accuracy_metrics(estimated: Any, measured: Any) -> dict[str, float]:
-    """MAPE (%) and share of estimates within ±10% of measurement (nn-Meter's headline metric)."""
+def accuracy_metrics(estimated: Any, measured: Any) -> dict[str, Any]:
+    """MAPE (%) and share of estimates within ±10% of measurement (nn-Meter's headline metric); None for both when
+    nothing was estimated."""
     import numpy as np
 
-    rel = np.abs(np.asarray(estimated) - np.asarray(measured)) / np.asarray(measured)
+    rel = np.abs(np.asarray(estimated, dtype=float) - np.asarray(measured, dtype=float)) / np.asarray(measured,
+                                                                                                      dtype=float)
+    if rel.size == 0:
+        return {"mape_pct": None, "within10_pct": None, "n": 0}
     return {"mape_pct": float(100 * rel.mean()), "within10_pct": float(100 * (rel <= 0.10).mean()), "n": int(rel.size)}
+
+
+def estimated_accuracy(run: EstimatorRun, names: list[str], measured: dict[str, float]) -> dict[str, Any]:
+    """How well a run estimated the TRNs it did not measure itself (`n` of them); its anchors, measured to estimate
+    the rest, are counted apart (`anchors`): their error is nil by construction and would flatter the figure."""
+    estimated = [n for n in names if n not in run.anchors]
+    return {**accuracy_metrics([run.estimates[n].p50 for n in estimated], [measured[n] for n in estimated]),
+            "anchors": len(names) - len(estimated)}
 
 

@@ -23,12 +23,12 @@ import torch
 from netcut.errors import NetcutError
 from netcut.fsutil import read_json, write_json
 from netcut.graph import TracedNetwork
-from netcut.latency.backends import RuntimeSession
 from netcut.latency.estimators import EstimatorRun, accuracy_metrics
 from netcut.latency.harness import HarnessConfig, device_key, environment
 from netcut.latency.kernels import KINDS, Kernel, kernel_module, trn_kernels
+from netcut.latency.session import RuntimeSession
 from netcut.latency.settings import ProfileSettings
-from netcut.latency.steadiness import cache_dir
+from netcut.paths import cache_dir
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
@@ -38,12 +38,13 @@ INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear"
                    "pool": 16, "gpool": 24, "concat": 16}
 ADAPTIVE_ROUNDS = 2
 SYNTHETIC_NETWORKS = 20  # random networks whose TRNs fit how kernels combine
-# A calibration times DEFAULT_SCALE times the counts above: measured with ONNX Runtime at one thread
-# (format 6, before the alignment features), 4x took 13.9 min and put 64% of 91 unseen block TRNs within ±10%, 1x
-# 2.3-2.9 min and 24-30% (the pointwise regressor's held-out error fell from 54% to 19%); with profiled kernels
-# (format 8) 4x takes 7.2-8.2 min
+# A calibration times DEFAULT_SCALE times the counts above: a quarter of that left most unseen TRNs outside ±10%
+# (the pointwise regressor's held-out error was about three times larger); QUICK_SCALE is for trying it out.
 DEFAULT_SCALE = 4.0
 QUICK_SCALE = 0.25
+# How long a calibration takes, as measured on a 2-core x86 machine (docs/analytical_kernels*.md): what a user is
+# told before starting one. A slower device takes longer.
+CALIBRATION_MINUTES = {DEFAULT_SCALE: "5-15", QUICK_SCALE: "1-2"}
 BATCH = 24  # kernels timed together in one session (runtimes without a per-node profiler)
 PROFILE_RUNS = 40  # profiled runs per kernel (after the runtime's warm-up runs)
 FLOOR_MS = 1e-4
@@ -323,8 +324,10 @@ def calibrate(session: RuntimeSession, settings: ProfileSettings, reporter: Repo
     rng = np.random.default_rng(seed)
     counts = {k: max(4, int(round(n * scale))) for k, n in INITIAL_SAMPLES.items()}
     first = [sample_kernel(kind, rng) for kind, n in counts.items() for _ in range(n)]
+    minutes = CALIBRATION_MINUTES.get(scale)
     reporter.note(f"calibrating the analytical model: {len(first)} kernels of {len(counts)} kinds, then "
-                  f"{ADAPTIVE_ROUNDS} adaptive rounds")
+                  f"{ADAPTIVE_ROUNDS} adaptive rounds"
+                  + (f" (about {minutes} min on a 2-core x86 machine)" if minutes else ""))
     measured, overhead, tails = measure_kernels(session, first, settings.harness, reporter)
     samples: dict[str, list[tuple[Kernel, float]]] = {k: [] for k in counts}
     for kernel, ms in zip(first, measured):
@@ -433,7 +436,8 @@ def check_belongs(model: KernelModel, path: Path, session: RuntimeSession, env: 
 
 
 def model_for(session: RuntimeSession, settings: ProfileSettings, reporter: Reporter = QUIET) -> KernelModel:
-    """The calibration named in the settings, else this device's default one (calibrated on first use)."""
+    """The calibration named in the settings, else this device's default one; none is a clear error naming
+    `netcut calibrate` and how long it takes (a calibration is never started unasked)."""
     env = environment(session.name, settings.harness.resolved_threads(), session.versions(), session.worker.machine)
     given = Path(settings.analytical_model) if settings.analytical_model else None
     path = given or model_path(session.name, env, session.precision)
@@ -443,8 +447,13 @@ def model_for(session: RuntimeSession, settings: ProfileSettings, reporter: Repo
         return model
     if given is not None:
         raise NetcutError(f"analytical model {str(path)!r} does not exist", "run `netcut calibrate --out PATH` first")
-    reporter.note(f"no analytical model for this device and backend yet: calibrating one (saved to {path})")
-    return calibrate(session, settings, reporter, save_to=path)
+    threads = settings.harness.resolved_threads()
+    raise NetcutError(f"no analytical model for this device with {session.name} {session.precision} at {threads} "
+                      f"thread(s) yet",
+                      f"calibrate one first: `netcut calibrate --backend {session.name} --precision "
+                      f"{session.precision} --threads {threads}` (about {CALIBRATION_MINUTES[DEFAULT_SCALE]} min on "
+                      f"a 2-core x86 machine, longer on a slower device; --quick: about "
+                      f"{CALIBRATION_MINUTES[QUICK_SCALE]} min, less accurate), or use --estimator empirical")
 
 
 def estimate(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, settings: ProfileSettings,

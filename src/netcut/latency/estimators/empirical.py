@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from netcut.graph import TracedNetwork, build_segment, example_input
-from netcut.latency.backends import RuntimeSession
 from netcut.latency.calibration import as_batches, calibration_images, segment_inputs
 from netcut.latency.estimators import EstimatorRun
 from netcut.latency.estimators.measured import LATENCY_CALIBRATION
 from netcut.latency.harness import HarnessConfig
+from netcut.latency.session import RuntimeSession
 from netcut.latency.settings import ProfileSettings
 from netcut.model import build_head, build_trn
 from netcut.progress import QUIET, Reporter
@@ -172,7 +172,8 @@ def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], session: Run
     details = {"scale": scale, "boundary_ms_per_mb": per_mb, "overhead_ms": overhead, "calibration_cuts": names,
                "tail_p90": tail90, "tail_p99": tail99, "segments_ms": {c.name: s.p50 for c, s in zip(cuts, stages)}}
     cost = time.perf_counter() - start - convert_s - measured_s
-    run = EstimatorRun("empirical", estimates, cost, details, sizes=_trn_sizes(cuts, sizes, head_cuts))
+    run = EstimatorRun("empirical", estimates, cost, details, sizes=_trn_sizes(cuts, sizes, head_cuts),
+                       anchors=tuple(names))
     run.measured = {c.name: stats[f"trn:{c.name}"] for c in (ground_truth or [])}
     return run
 

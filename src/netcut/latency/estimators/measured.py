@@ -7,10 +7,11 @@ import time
 import numpy as np
 
 from netcut.graph import TracedNetwork, example_input
-from netcut.latency.backends import Backend, RuntimeSession, converted
+from netcut.latency.backends import Backend, converted
 from netcut.latency.calibration import as_batches, calibration_images
 from netcut.latency.estimators import EstimatorRun
 from netcut.latency.harness import HarnessConfig
+from netcut.latency.session import RuntimeSession
 from netcut.latency.settings import ProfileSettings
 from netcut.model import build_trn
 from netcut.progress import QUIET, Reporter

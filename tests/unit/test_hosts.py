@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from netcut.search.executors import side_by_side
+from netcut.latency.hosts import side_by_side
 
 
 def test_groups_run_side_by_side_and_a_groups_jobs_one_after_another():

@@ -10,13 +10,12 @@ import numpy as np
 
 from netcut.data.datasets import Dataset
 from netcut.fsutil import write_atomic
-
-SNAPSHOT = "eval-data.npz"
+from netcut.paths import snapshot_path
 
 
 def save_snapshot(run_dir: str | Path, dataset: Dataset, input_size: int, calibration: int) -> Path:
     """Write (once per dataset and size) the test images and targets and the first training images."""
-    path = Path(run_dir) / SNAPSHOT
+    path = snapshot_path(run_dir)
     tag = f"{dataset.fingerprint()}|{input_size}|{calibration}"
     if path.is_file():
         with np.load(path) as data:
@@ -39,7 +38,7 @@ def save_snapshot(run_dir: str | Path, dataset: Dataset, input_size: int, calibr
 def load_snapshot(run_dir: str | Path, mean: tuple[float, ...], std: tuple[float, ...]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(test images, test targets, calibration images) normalised for a network, or None if the run has none."""
-    path = Path(run_dir) / SNAPSHOT
+    path = snapshot_path(run_dir)
     if not path.is_file():
         return None
     with np.load(path) as data:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 
 LITE = ["--models", "efficientnet_lite0"]
 SMALL = ["--input-size", "32", "--limit-train", "200", "--limit-test", "100", "--repeats", "3", "--warmup", "1",
@@ -51,6 +51,8 @@ def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragment
 
 CUMMAX = """
 import torch
+
+pytestmark = [pytest.mark.slow]
 class Net(torch.nn.Module):
     input_size = 32
     def __init__(self):

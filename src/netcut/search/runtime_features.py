@@ -16,8 +16,8 @@ from torch import nn
 
 from netcut.data.datasets import Dataset
 from netcut.graph import TracedNetwork, build_extractor
-from netcut.latency.backends import RuntimeSession
 from netcut.latency.calibration import as_batches
+from netcut.latency.session import RuntimeSession
 from netcut.progress import QUIET, Reporter
 from netcut.train.cache import Features, cache_key, load_cached, save_cached
 from netcut.train.metrics import evaluate

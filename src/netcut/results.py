@@ -1,7 +1,9 @@
 """Typed results of an exploration: candidates, latencies, training records, decisions, the whole result.
 
 Pure values (no torch, no store): what stages hand to each other, what the store keeps, what reports render.
-Each has to_json/from_json; nothing is rounded here (rendering rounds).
+They are written and read by the one codec (netcut.codec); nothing is rounded here (rendering rounds). A stored
+result describes itself: export rebuilds the chosen network from it alone (models, heads, preprocessing), never
+from today's configuration class.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from netcut.codec import decode, encode
+from netcut.errors import NetcutError
 from netcut.types import CandidateId, CutPoint, Percentiles
 
 STRATEGIES = ("netcut", "exhaustive")
+RESULT_KIND = "netcut-explore-result"
+RESULT_VERSION = 2  # 2: written by netcut.codec (choices by value, heads); 1 is refused with a clear message
 
 
 @dataclass(frozen=True)
@@ -39,16 +45,6 @@ class Deadline:
         """Whether a measured latency meets the deadline (no margin: it is the truth)."""
         return measured.percentile(self.percentile) <= self.ms
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"deadline_ms": self.ms, "percentile": self.percentile, "margin": self.margin,
-                "max_model_mb": self.max_model_mb}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Deadline:
-        """Inverse of to_json."""
-        return cls(float(d["deadline_ms"]), d["percentile"], float(d["margin"]), d.get("max_model_mb"))
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -75,19 +71,6 @@ class Candidate:
     def label(self) -> str:
         """model@cut."""
         return self.id.label
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"id": self.id.to_json(), "cut": self.cut.to_json(), "estimate": self.estimate.to_json(),
-                "latency_source": self.latency_source, "size_bytes": self.size_bytes,
-                "per_device": {k: v.to_json() for k, v in self.per_device.items()}}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Candidate:
-        """Inverse of to_json."""
-        return cls(CandidateId.from_json(d["id"]), CutPoint.from_json(d["cut"]), Percentiles.from_json(d["estimate"]),
-                   d["latency_source"], int(d.get("size_bytes", 0)),
-                   {k: Percentiles.from_json(v) for k, v in d.get("per_device", {}).items()})
 
 
 @dataclass(frozen=True)
@@ -141,15 +124,6 @@ class TrainingRecord:
         return (self.backbone, self.cut, self.precision, self.head) == (c.backbone, c.cut, c.precision, c.head) \
             and self.backend in ("", c.backend)
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TrainingRecord:
-        """Inverse of to_json."""
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class Choice:
@@ -185,18 +159,6 @@ class Choice:
         """Measured p50, if verified."""
         return None if self.measured is None else self.measured.p50
 
-    def to_json(self) -> dict[str, Any]:
-        """References to the candidate and record, plus the measurement."""
-        return {"candidate": self.candidate.id.to_json(), "record": self.record.key,
-                "measured": None if self.measured is None else self.measured.to_json()}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any], candidates: dict[CandidateId, Candidate],
-                  records: dict[str, TrainingRecord]) -> Choice:
-        """Inverse of to_json, resolving references against the result's candidates and records."""
-        measured = None if d["measured"] is None else Percentiles.from_json(d["measured"])
-        return cls(candidates[CandidateId.from_json(d["candidate"])], records[d["record"]], measured)
-
 
 @dataclass(frozen=True)
 class Rejection:
@@ -205,16 +167,6 @@ class Rejection:
     candidate: CandidateId
     measured_ms: float
     estimated_ms: float
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"candidate": self.candidate.to_json(), "measured_ms": self.measured_ms,
-                "estimated_ms": self.estimated_ms}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Rejection:
-        """Inverse of to_json."""
-        return cls(CandidateId.from_json(d["candidate"]), float(d["measured_ms"]), float(d["estimated_ms"]))
 
 
 @dataclass(frozen=True)
@@ -237,33 +189,6 @@ class Decision:
     pending: CandidateId | None = None
     best_off_the_shelf_fine_tuned: Choice | None = None  # the fair baseline of a fine-tuned choice
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form (a final decision: nothing pending)."""
-        if self.pending is not None:
-            raise ValueError("a decision still waiting for a measurement has no JSON form")
-        return {"deadline": self.deadline.to_json(), "proposals": [p.to_json() for p in self.proposals],
-                "feasible": [f.to_json() for f in self.feasible],
-                "chosen": None if self.chosen is None else self.chosen.to_json(),
-                "best_off_the_shelf": None if self.best_off_the_shelf is None else self.best_off_the_shelf.to_json(),
-                "rejected": [r.to_json() for r in self.rejected],
-                "fastest": None if self.fastest is None else self.fastest.to_json(), "fastest_ms": self.fastest_ms,
-                "reason": self.reason,
-                "best_off_the_shelf_fine_tuned": None if self.best_off_the_shelf_fine_tuned is None else
-                self.best_off_the_shelf_fine_tuned.to_json()}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any], candidates: dict[CandidateId, Candidate],
-                  records: dict[str, TrainingRecord]) -> Decision:
-        """Inverse of to_json."""
-        def choice(c: dict[str, Any] | None) -> Choice | None:
-            return None if c is None else Choice.from_json(c, candidates, records)
-
-        return cls(Deadline.from_json(d["deadline"]), tuple(CandidateId.from_json(p) for p in d["proposals"]),
-                   tuple(CandidateId.from_json(f) for f in d["feasible"]), choice(d["chosen"]),
-                   choice(d["best_off_the_shelf"]), tuple(Rejection.from_json(r) for r in d["rejected"]),
-                   None if d["fastest"] is None else CandidateId.from_json(d["fastest"]), d["fastest_ms"], d["reason"],
-                   None, choice(d.get("best_off_the_shelf_fine_tuned")))
-
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -278,15 +203,6 @@ class DatasetInfo:
     skipped: int = 0
     preprocessing: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> DatasetInfo:
-        """Inverse of to_json."""
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -300,15 +216,6 @@ class ModelInfo:
     fingerprint: str
     weights_hash: str = ""
     granularity: str = "block"
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {**self.__dict__, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ModelInfo:
-        """Inverse of to_json."""
-        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
 
 @dataclass(frozen=True)
@@ -326,6 +233,7 @@ class ExploreResult:
     environment: dict[str, Any]
     netcut_version: str
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage in this run
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # head label -> its HeadSpec's fields
 
     @property
     def strategy(self) -> str:
@@ -374,25 +282,19 @@ class ExploreResult:
                     None)
 
     def to_json(self) -> dict[str, Any]:
-        """The form kept in the store."""
-        return {"kind": "netcut-explore-result", "version": 1, "config": self.config,
-                "candidates": [c.to_json() for c in self.candidates], "records": [r.to_json() for r in self.records],
-                "decisions": [d.to_json() for d in self.decisions], "dataset": self.dataset.to_json(),
-                "models": {k: v.to_json() for k, v in self.models.items()}, "run_id": self.run_id,
-                "exploration_s": self.exploration_s, "environment": self.environment,
-                "netcut_version": self.netcut_version, "stage_seconds": self.stage_seconds}
+        """The form kept in the store (a final result: no decision waits for a measurement)."""
+        if any(d.pending is not None for d in self.decisions):
+            raise ValueError("a decision still waiting for a measurement has no stored form")
+        return {"kind": RESULT_KIND, "version": RESULT_VERSION, **encode(self)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ExploreResult:
-        """Inverse of to_json."""
-        if d.get("kind") != "netcut-explore-result" or d.get("version") != 1:
-            raise ValueError("not an exploration result of this netcut version")
-        candidates = tuple(Candidate.from_json(c) for c in d["candidates"])
-        records = tuple(TrainingRecord.from_json(r) for r in d["records"])
-        by_id = {c.id: c for c in candidates}
-        by_key = {r.key: r for r in records}
-        return cls(d["config"], candidates, records,
-                   tuple(Decision.from_json(x, by_id, by_key) for x in d["decisions"]),
-                   DatasetInfo.from_json(d["dataset"]), {k: ModelInfo.from_json(v) for k, v in d["models"].items()},
-                   int(d["run_id"]), float(d["exploration_s"]), d["environment"], d["netcut_version"],
-                   dict(d.get("stage_seconds", {})))
+        """Inverse of to_json; a result of another format version is refused clearly."""
+        if not isinstance(d, dict) or d.get("kind") != RESULT_KIND:
+            raise NetcutError("the stored result is not a netcut exploration result", "explore again into a new "
+                              "--run-dir")
+        if d.get("version") != RESULT_VERSION:
+            raise NetcutError(f"the stored result has format version {d.get('version')}; this netcut reads "
+                              f"version {RESULT_VERSION}", "report or export it with the netcut version that wrote "
+                              "it, or explore again into a new --run-dir")
+        return decode(cls, d)
