@@ -24,8 +24,9 @@ def stripes():
 
 
 def _explorer(tmp_path, dataset, **options) -> Explorer:
-    config = ExploreConfig(models=("chain",), data="stripes", deadlines=(1000.0,), input_size=32,
-                           run_dir=str(tmp_path), repeats=3, warmup=1, threads=1, strategy="exhaustive", **options)
+    settings = {"deadlines": (1000.0,), "input_size": 32, "run_dir": str(tmp_path), "repeats": 3, "warmup": 1,
+                "threads": 1, "strategy": "exhaustive", **options}
+    config = ExploreConfig(models=("chain",), data="stripes", **settings)
     return Explorer(config, backbones=[from_module(Chain(), name="chain", input_size=32)], dataset=dataset)
 
 
@@ -68,3 +69,25 @@ def test_export_rebuilds_the_stored_network_given_the_module_again(tmp_path, str
     logits = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1]})[0] for i in range(len(x))])
     assert logits.shape == (len(test), 2)
     assert (logits.argmax(1) == stripes.targets[test]).mean() == pytest.approx(result.chosen().accuracy)
+
+
+def test_a_deadline_between_cuts_is_met_on_a_runtime_whose_speed_the_test_sets(tmp_path, stripes, paced,
+                                                                                 monkeypatch):
+    """The latency, proposal, training, decision and verification stages in this process, on the paced runtime
+    (1 ms a call plus 20 ms per MFLOP, whatever the host): a deadline the full network misses by far is met by a
+    TRN, estimated and verified under it; the full network is neither feasible nor chosen."""
+    monkeypatch.setenv("PACED_MS_PER_MFLOP", "20")
+    backend, _ = paced
+    explorer = _explorer(tmp_path, stripes, backends=(backend.name,), strategy="netcut")
+    candidates = explorer.candidates()
+    full = next(c for c in candidates if c.is_full)
+    shallow = min(candidates, key=lambda c: c.estimate.p50)
+    assert full.estimate.p50 > 2 * shallow.estimate.p50  # the cost model, as set: deeper cuts cost more
+    deadline = (full.estimate.p50 + shallow.estimate.p50) / 2
+    result = _explorer(tmp_path, stripes, backends=(backend.name,), strategy="netcut",
+                       deadlines=(deadline,)).run()
+    decision = result.decision()
+    assert decision.chosen is not None and not decision.chosen.candidate.is_full
+    assert full.id not in decision.feasible and decision.chosen.candidate.id in decision.feasible
+    assert decision.chosen.candidate.estimate.p50 * 1.05 <= deadline
+    assert decision.chosen.latency_ms is not None and decision.chosen.latency_ms <= deadline

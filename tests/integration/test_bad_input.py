@@ -19,6 +19,8 @@ import pytest
 
 from helpers import run_cli
 
+pytestmark = [pytest.mark.slow]
+
 LITE = ["--models", "efficientnet_lite0"]
 SMALL = ["--input-size", "32", "--limit-train", "200", "--limit-test", "100", "--repeats", "3", "--warmup", "1",
          "--threads", "1", "--epochs", "5", "--no-report"]
@@ -52,7 +54,6 @@ def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragment
 CUMMAX = """
 import torch
 
-pytestmark = [pytest.mark.slow]
 class Net(torch.nn.Module):
     input_size = 32
     def __init__(self):

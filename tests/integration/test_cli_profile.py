@@ -8,10 +8,11 @@ import pytest
 
 from netcut.latency.table import LatencyTable
 
+pytestmark = [pytest.mark.slow, pytest.mark.runtime]
+
 TINY_NET = """
 import torch
 
-pytestmark = [pytest.mark.slow, pytest.mark.runtime]
 
 class Net(torch.nn.Sequential):
     input_size = 32

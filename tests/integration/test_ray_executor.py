@@ -18,6 +18,8 @@ import pytest
 
 from netcut.search.ray_local import LocalRayCluster, free_port, processes_mentioning
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.runtime]
+
 pytest.importorskip("ray", reason="netcut[ray] is installed by `make test`")
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -167,7 +169,6 @@ from netcut.errors import NetcutError
 from netcut.latency.ray_device import connect
 from netcut.ray_cluster import RayCluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.runtime]
 
 cluster = RayCluster(sys.argv[1])
 first = connect("ray:bench", cluster)
