@@ -65,7 +65,7 @@ def soft_labels(photo_folder) -> Path:
 def paced(monkeypatch, tmp_path):
     """A runtime whose speed the test sets (tests/paced_runtime.py): its backend registered, importable by worker
     processes, 1 ms a call and nothing per FLOP until the test says otherwise; (backend, schedule file)."""
-    from netcut.latency.backends import register_backend
+    from netcut.latency import backends
     from paced_runtime import PacedBackend
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
@@ -74,6 +74,6 @@ def paced(monkeypatch, tmp_path):
     schedule = tmp_path / "schedule.json"
     monkeypatch.setenv("PACED_SCHEDULE", str(schedule))
     backend = PacedBackend()
-    register_backend(backend.name, backend)
+    monkeypatch.setitem(backends._REGISTRY, backend.name, backend)  # registered for this test only
     return backend, schedule
 
