@@ -167,7 +167,9 @@ def test_pareto_front_keeps_only_undominated_points_in_latency_order():
     assert pareto_front(points) == [5, 0, 4]
     assert pareto_front([]) == []
     records = [probe(A[0], 0.5), probe(A[1], 0.7), probe(A[2], 0.6), probe(A[2], 0.99, blocks=1)]
-    assert [c for c, _ in frontier(ALL, records)] == [A[0], A[1]]  # fine-tuned records are not on it
+    # each candidate with the record it would be deployed with: A[2] fine-tuned validates best and joins the frontier
+    front = frontier(ALL, records)
+    assert [c for c, _ in front] == [A[0], A[1], A[2]] and front[-1][1].finetune_blocks == 1
 
 
 def test_each_runtime_and_precision_gets_its_own_proposals_and_the_size_budget_filters():

@@ -66,8 +66,8 @@ def test_json_view_keeps_the_documented_fields(explored):
 
 def test_markdown_report_shows_choice_gain_rejection_and_frontier(explored):
     md = markdown(explored)
-    assert ("| 6 ms | a | blocks.4 (full) | onnxruntime fp32 | 0.8400 | 4.90 ms | 5.10 ms | 5.00 ms | 0.02 MB | "
-            "a 0.8400 | +0.00% |") in md
+    assert ("| 6 ms | a | blocks.4 (full) | onnxruntime fp32 | 0.8400 | 0.8500 | 4.90 ms | 5.10 ms | 5.00 ms | "
+            "0.02 MB | a 0.8400 | +0.00% |") in md
     assert "rejected: b@blocks.1 (onnxruntime fp32) measured 6.40 ms (estimated 4.00)" in md
     assert "| 0.5 ms | none: no candidate's estimated latency meets the deadline (fastest a@blocks.0: 1.00 ms)" in md
     assert "## Pareto frontiers" in md and "### onnxruntime, fp32" in md
@@ -75,7 +75,12 @@ def test_markdown_report_shows_choice_gain_rejection_and_frontier(explored):
     assert "- 6 ms: a@blocks.3, a@blocks.4, b@blocks.1" in md
     page = to_html(md, "netcut report")
     assert page.count("<table>") == 3 and "<img src=\"frontier.png\"" in page and "&lt;" not in page
+    # list items inside their list, as CommonMark writes them
+    assert page.count("<ul>") >= 1 and page.index("<ul>") < page.index("<li>") < page.index("</ul>")
     assert "int8 against fp32" not in md  # an fp32-only run has nothing to compare
+    # this run (2) trained one of the four records; the time of the three it reused is said apart
+    assert ("exploration: this run 12.5 s; it reused 3 of 4 trained networks from earlier runs of this run "
+            "directory, whose training took 3.0 s") in md
 
 
 def test_config_round_trips_and_derives_the_training_configs():

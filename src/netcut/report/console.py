@@ -7,11 +7,15 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from netcut.latency.table import LatencyTable
 from netcut.report.text import timing_text
-from netcut.results import ExploreResult
+from netcut.report.view import beaten_on_test
+from netcut.results import Choice, Decision, ExploreResult
 from netcut.search.decide import CLOSE_CALL_PCT, close_calls, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.types import CutPoint
@@ -104,51 +108,130 @@ def print_calibration(out: Console, fit: dict[str, Any], backend: str, env: dict
     out.print(view)
 
 
-def print_result(out: Console, result: ExploreResult) -> None:
-    """The per-deadline outcome and the frontier as tables."""
-    metric = result.dataset.metric.replace("_", " ")
-    table = Table(title=f"NetCut: {result.trained} of {len(result.candidates)} candidates retrained in "
-                        f"{result.exploration_s:.1f} s")
-    tuned_any = any(r.finetune_blocks for r in result.records)
-    columns = ["deadline", "chosen", "cut", "runtime", f"test {metric}", "measured p50", "estimated", "size",
-               "best off-the-shelf", "gain"] + (["fine-tuned baseline", "gain vs it"] if tuned_any else [])
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("chosen", "cut", "runtime", "best off-the-shelf")
-                         else "right")
+# Below this many columns the decision is a short block per deadline: a wide table there would cut names short.
+WIDE = 120
+
+
+def identity(choice: Choice) -> str:
+    """model @ cut, as the user reads and types it."""
+    return f"{choice.model} @ {choice.cut}" + (" (full)" if choice.candidate.is_full else "")
+
+
+def _training(choice: Choice) -> str:
+    blocks = choice.record.finetune_blocks
+    if not blocks:
+        return "probe (frozen trunk)"
+    what = "every layer" if blocks < 0 else f"last {blocks} block(s)"
+    return f"fine-tuned ({what}, {choice.record.metrics.get('epochs', '?')} epochs)"
+
+
+def _baselines(result: ExploreResult, d: Decision) -> list[str]:
+    c, b, t = d.chosen, d.best_off_the_shelf, d.best_off_the_shelf_fine_tuned
+    assert c is not None
+    parts = [f"best off-the-shelf {b.model} {b.score:.4f} ({relative_gain(c.score, b.score):+.1f}%)" if b else
+             "no off-the-shelf network meets it"]
+    if any(r.finetune_blocks for r in result.records):
+        parts.append(f"fine-tuned baseline {t.model} {t.score:.4f} ({relative_gain(c.score, t.score):+.1f}%)" if t
+                     else "fine-tuned baseline: none")
+    return parts
+
+
+def _decision_blocks(out: Console, result: ExploreResult, metric: str) -> None:
+    """One short block per deadline, lines that wrap at spaces: readable in any terminal."""
+    for d in result.decisions:
+        c = d.chosen
+        if c is None:
+            out.print(Text(f"{d.deadline.ms:g} ms: none meets it ({d.reason or 'no candidate'}; fastest "
+                           f"{d.fastest_ms or 0:.2f} ms)", style="red"))
+            continue
+        out.print(Text.assemble((f"{d.deadline.ms:g} ms", "bold"), " → ", (identity(c), "bold green")))
+        measured = "not verified" if c.latency_ms is None else f"measured {c.latency_ms:.2f} ms"
+        for line in (f"{c.candidate.id.backend} {c.candidate.id.precision} · {_training(c)} · "
+                     f"{c.candidate.size_bytes / 1e6:.2f} MB",
+                     f"test {metric} {c.score:.4f} · validation {c.record.val_score:.4f} · {measured} (estimated "
+                     f"{c.candidate.estimate.p50:.2f} ms)",
+                     " · ".join(_baselines(result, d))):
+            out.print(Padding(Text(line), (0, 0, 0, 4)))
+
+
+def _decision_table(result: ExploreResult, metric: str) -> Table:
+    """The decisions as one table, for terminals wide enough to show it whole."""
+    table = Table(title="the choice per deadline")
+    for column in ("deadline", "chosen: model @ cut", "runtime", "training", f"test {metric}", "validation",
+                   "measured p50", "estimated", "size", "vs off-the-shelf"):
+        table.add_column(column, no_wrap=True, justify="left" if column in (
+            "chosen: model @ cut", "runtime", "training") else "right")
     for d in result.decisions:
         c, b = d.chosen, d.best_off_the_shelf
         if c is None:
-            table.add_row(f"{d.deadline.ms:g} ms", "[red]none[/red]", d.reason or "", "", "", "",
-                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "", "", *([""] * 2 * tuned_any))
+            table.add_row(f"{d.deadline.ms:g} ms", "[red]none meets it[/red]", "", "", "", "", "",
+                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "")
             continue
-        gain = f"{relative_gain(c.score, b.score):+.1f}%" if b else "–"
-        measured = "–" if c.latency_ms is None else f"{c.latency_ms:.2f} ms"
-        tuned = c.record.finetune_blocks != 0
-        cells = [f"{d.deadline.ms:g} ms", c.model,
-                 c.cut + (" (full)" if c.candidate.is_full else "") + (f" ft {c.record.metrics.get('epochs', '?')} ep"
-                                                                      if tuned else ""),
-                 f"{c.candidate.id.backend} {c.candidate.id.precision}", f"{c.score:.4f}", measured,
-                 f"{c.candidate.estimate.p50:.2f} ms", f"{c.candidate.size_bytes / 1e6:.2f} MB",
-                 f"{b.model} {b.score:.4f}" if b else "none meets it", gain]
-        if tuned_any:
-            t = d.best_off_the_shelf_fine_tuned
-            cells += [f"{t.model} {t.score:.4f}" if t else "–",
-                      f"{relative_gain(c.score, t.score):+.1f}%" if t else "–"]
-        table.add_row(*cells)
-    out.print(table)
+        table.add_row(f"{d.deadline.ms:g} ms", identity(c), f"{c.candidate.id.backend} {c.candidate.id.precision}",
+                      _training(c), f"{c.score:.4f}", f"{c.record.val_score:.4f}",
+                      "–" if c.latency_ms is None else f"{c.latency_ms:.2f} ms", f"{c.candidate.estimate.p50:.2f} ms",
+                      f"{c.candidate.size_bytes / 1e6:.2f} MB",
+                      f"{relative_gain(c.score, b.score):+.1f}%" if b else "none meets it")
+    return table
+
+
+def fits(out: Console, table: Table) -> bool:
+    """Whether a table shows at its natural width, no cell wrapped or cut (measured as if the terminal had no
+    edge: a measurement within the terminal is clamped to its width)."""
+    return Measurement.get(out, out.options.update(max_width=10**6), table).maximum <= out.width
+
+
+def _explain(out: Console, result: ExploreResult, metric: str) -> None:
+    """Why a candidate may beat the choice on test: the choice is made on the validation split."""
+    val = result.dataset.sizes.get("val", 0)
+    out.print(f"The choice is the most accurate on the validation split ({val} images); the test split only reports. "
+              "A candidate that beats it on test by a little may have done so by chance:")
+    for d in result.decisions:
+        c = d.chosen
+        for cand, record in beaten_on_test(result, d)[:3]:
+            assert c is not None
+            line = (f"{d.deadline.ms:g} ms: {cand.model} @ {cand.cut.name} test {record.test_score:.4f}, validation "
+                    f"{record.val_score:.4f} (the choice: test {c.score:.4f}, validation {c.record.val_score:.4f})")
+            out.print(Padding(Text(line), (0, 0, 0, 4)))
+
+
+def print_result(out: Console, result: ExploreResult) -> None:
+    """The per-deadline outcome (a block per deadline below WIDE columns, else a table; names never cut), why, and
+    the frontiers."""
+    metric = result.dataset.metric.replace("_", " ")
+    out.print(Text(f"NetCut: {result.trained} of {len(result.candidates)} candidates retrained; "
+                   f"{len(result.decisions)} deadline(s)", style="bold"))
+    table = _decision_table(result, metric)
+    if out.width < WIDE or not fits(out, table):
+        _decision_blocks(out, result, metric)
+    else:
+        out.print(table)
+        for d in result.decisions:
+            if d.chosen is not None:
+                out.print(Padding(Text(f"{d.deadline.ms:g} ms: " + " · ".join(_baselines(result, d))), (0, 0, 0, 2)))
+    if any(beaten_on_test(result, d) for d in result.decisions):
+        _explain(out, result, metric)
     for d in result.decisions:
         calls = close_calls(d, list(result.candidates), list(result.records))
         if calls:
             out.print(f"[yellow]close call at {d.deadline.ms:g} ms[/yellow]: " + "; ".join(c.text() for c in calls)
                       + f". Within {CLOSE_CALL_PCT:g}% of the deadline a second run may choose otherwise.")
     for (backend, precision), group in frontiers(list(result.candidates), list(result.records)).items():
-        front = Table(title=f"Pareto frontier of the retrained candidates: {backend}, {precision}")
-        for column in ("model", "cut", "estimated p50", "size", f"test {metric}"):
-            front.add_column(column)
-        for cand, record in group:
-            front.add_row(cand.model + (" (off-the-shelf)" if cand.is_full else ""), cand.cut.name,
-                          f"{cand.estimate.p50:.2f} ms", f"{cand.size_bytes / 1e6:.2f} MB", f"{record.test_score:.4f}")
-        out.print(front)
+        title = f"Pareto frontier of the retrained candidates: {backend}, {precision}"
+        front = Table(title=title)
+        for column in ("model @ cut", "estimated p50", "size", f"test {metric}", "validation"):
+            front.add_column(column, no_wrap=True)
+        rows = [(f"{cand.model} @ {cand.cut.name}" + (" (off-the-shelf)" if cand.is_full else ""),
+                 f"{cand.estimate.p50:.2f} ms", f"{cand.size_bytes / 1e6:.2f} MB", f"{record.test_score:.4f}",
+                 f"{record.val_score:.4f}") for cand, record in group]
+        for row in rows:
+            front.add_row(*row)
+        if fits(out, front):
+            out.print(front)
+            continue
+        out.print(Text(title, style="bold"))  # too narrow for the table: a line per network, wrapping at spaces
+        for name, ms, size, test, val in rows:
+            out.print(Padding(Text(f"{name} · {ms} · {size} · test {test} · validation {val}"), (0, 0, 0, 2)))
     timing = timing_text(result.environment.get("timing", {}))
     if timing:
         out.print(timing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from netcut.report.text import timing_text
+from netcut.report.view import beaten_on_test
 from netcut.results import Choice, Decision, ExploreResult, TrainingRecord
 from netcut.search.decide import CLOSE_CALL_PCT, CloseCall, best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
@@ -19,21 +20,35 @@ def _chosen_row(result: ExploreResult, d: Decision, calls: list[CloseCall]) -> l
     if c is None:
         fastest = next((x.label for x in result.candidates if x.id == d.fastest), "?")
         return [f"| {d.deadline.ms:g} ms | none: {d.reason or ''} (fastest {fastest}: {_fmt(d.fastest_ms)} ms) "
-                "| | | | | | | | | |"]
+                "| | | | | | | | | | |"]
     base = f"{b.model} {b.score:.4f}" if b else "none"
     gain = f"{relative_gain(c.score, b.score):+.2f}%" if b else "n/a (none meets it)"
     m = c.measured
     lines = [f"| {d.deadline.ms:g} ms | {c.model} | {c.cut}{' (full)' if c.candidate.is_full else ''}"
              f"{tuned_label(c.record)} | "
-             f"{c.candidate.id.backend} {c.candidate.id.precision} | {c.score:.4f} | "
+             f"{c.candidate.id.backend} {c.candidate.id.precision} | {c.score:.4f} | {c.record.val_score:.4f} | "
              f"{_fmt(m.p50 if m else None)} ms | {_fmt(m.p90 if m else None)} ms | "
              f"{_fmt(c.candidate.estimate.p50)} ms | {c.candidate.size_bytes / 1e6:.2f} MB | {base} | {gain} |"]
     for r in d.rejected:
         lines.append(f"|  | rejected: {r.candidate.label} ({r.candidate.backend} {r.candidate.precision}) measured "
-                     f"{r.measured_ms:.2f} ms (estimated {r.estimated_ms:.2f}) | | | | | | | | | |")
+                     f"{r.measured_ms:.2f} ms (estimated {r.estimated_ms:.2f}) | | | | | | | | | | |")
     for call in calls:
-        lines.append(f"|  | close call: {call.text()} | | | | | | | | | |")
+        lines.append(f"|  | close call: {call.text()} | | | | | | | | | | |")
+    for cand, record in beaten_on_test(result, d)[:3]:
+        lines.append(f"|  | beats it on test, not on validation: {cand.label} ({record.test_score:.4f} test, "
+                     f"{record.val_score:.4f} validation) | | | | | | | | | | |")
     return lines
+
+
+def run_time(result: ExploreResult) -> str:
+    """What this run took, and apart what the records it reused from earlier runs took to train (their stored
+    times): a resumed run does little itself."""
+    reused = [r for r in result.records if r.created_run != result.run_id]
+    if not reused:
+        return f"exploration: {result.exploration_s:.1f} s"
+    return (f"exploration: this run {result.exploration_s:.1f} s; it reused {len(reused)} of {len(result.records)} "
+            f"trained networks from earlier runs of this run directory, whose training took "
+            f"{sum(r.seconds for r in reused):.1f} s")
 
 
 def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> str:
@@ -48,9 +63,10 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
     lines += [f"- deadlines: {deadlines} at {cfg['percentile']} (margin {cfg['margin']:.0%}){size_budget}; "
               f"backends {', '.join(cfg['backends'])}, precisions {', '.join(cfg['precisions'])}; estimator "
               f"{cfg['estimator']}, strategy {cfg['strategy']}",
-              f"- data: {sizes} images (train/val/test); chosen by validation {metric}, reported on test",
-              f"- exploration: {result.exploration_s:.1f} s; retrained {result.trained} of {total} candidates "
-              f"(exhaustive would retrain all {total})",
+              f"- data: {sizes} images (train/val/test); chosen by validation {metric} ({result.dataset.sizes['val']} "
+              f"images: a candidate may beat the choice on test by chance), reported on test",
+              f"- {run_time(result)}; retrained {result.trained} of {total} candidates (exhaustive would retrain all "
+              f"{total})",
               f"- machine: {result.environment['cpu']}, {result.environment['threads']} threads, torch "
               f"{result.environment['torch']}"]
     timing = timing_text(result.environment.get("timing", {}))
@@ -58,8 +74,9 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
     if plot_name:
         lines += [f"![accuracy against latency]({plot_name})", ""]
     lines += ["## Chosen network per deadline", "",
-              f"| deadline | chosen | cut | runtime | test {metric} | measured p50 | measured p90 | estimated | size "
-              "| best off-the-shelf meeting it | relative gain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              f"| deadline | chosen | cut | runtime | test {metric} | validation {metric} | measured p50 | measured p90"
+              " | estimated | size | best off-the-shelf meeting it | relative gain |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     calls = [close_calls(d, list(result.candidates), list(result.records)) for d in result.decisions]
     for d, decision_calls in zip(result.decisions, calls):
         lines += _chosen_row(result, d, decision_calls)
@@ -147,39 +164,12 @@ def int8_section(result: ExploreResult) -> list[str]:
 
 
 def to_html(md: str, title: str) -> str:
-    """A self-contained HTML page from the report's markdown (tables, headings, lists, the image)."""
-    body: list[str] = []
-    table: list[str] = []
+    """A self-contained HTML page from the report's markdown (CommonMark and tables, through markdown-it-py)."""
+    from markdown_it import MarkdownIt
 
-    def flush() -> None:
-        if table:
-            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
-            head = "".join(f"<th>{c}</th>" for c in cells[0])
-            rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rest}</tbody></table>")
-            table.clear()
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("### "):
-            body.append(f"<h3>{html.escape(line[4:])}</h3>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.startswith("!["):
-            src = line[line.index("(") + 1:line.rindex(")")]
-            body.append(f'<img src="{html.escape(src)}" alt="accuracy against latency" style="max-width:100%">')
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    flush()
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}")
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}"
+             "img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}"
-            f"</style></head><body>{''.join(body)}</body></html>\n")
+            f"</style></head><body>{body}</body></html>\n")

@@ -4,41 +4,57 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from netcut.fsutil import write_atomic
 from netcut.results import ExploreResult
 from netcut.search.pareto import device_frontiers, frontiers
 
 
-def plot(result: ExploreResult, path: Path) -> Path:
-    """accuracy vs latency as a PNG, written atomically."""
+def x_range(result: ExploreResult) -> tuple[float, float]:
+    """The latency axis: the trained candidates' estimates (and deadlines near them) with a margin;
+    deadlines far outside are marked at the edge rather than stretching it."""
+    xs = [c.estimate.p50 for c in result.candidates if result.probe_of(c) is not None] or \
+        [c.estimate.p50 for c in result.candidates]
+    low, high = min(xs), max(xs)
+    near = [d.deadline.ms for d in result.decisions if low / 2 <= d.deadline.ms <= high * 2]
+    low, high = min([low, *near]), max([high, *near])
+    return low * 0.85, high * 1.15
+
+
+def figure(result: ExploreResult) -> Any:
+    """accuracy vs latency: probes, fine-tuned and int8 networks with distinct markers, a frontier per runtime and
+    precision, off-the-shelf networks, deadlines (at the edge when out of range) and the chosen networks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [(c, r) for c in result.candidates if (r := result.probe_of(c)) is not None]
     metric = result.dataset.metric.replace("_", " ")
     fig, ax = plt.subplots(figsize=(10, 5), dpi=120)
-    models = sorted({c.model for c, _ in points})
+    trained = [(c, r) for c in result.candidates for r in result.records if r.matches(c)]
+    models = sorted({c.model for c, _ in trained})
     colors = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     groups = frontiers(list(result.candidates), list(result.records))
-    markers = dict(zip(groups, ["o", "^", "s", "D", "v", "P", "X", "<"]))
     styles = dict(zip(groups, ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1)), (0, (8, 2))]))
     several = len(groups) > 1
     for model in models:
-        for key in groups:
-            trns = [(c, r) for c, r in points if c.model == model and not c.is_full
-                    and (c.id.backend, c.id.precision) == key]
-            label = f"{model} TRNs" + (f" ({key[0]} {key[1]})" if several else "")
-            if trns:
-                ax.scatter([c.estimate.p50 for c, _ in trns], [r.test_score for _, r in trns], s=22, alpha=0.75,
-                           color=colors[model], marker=markers[key], label=label)
-        for c, r in points:
+        for kind, marker in (("probe", "o"), ("fine-tuned", "D")):
+            for precision in sorted({c.id.precision for c, _ in trained}):
+                pts = [(c, r) for c, r in trained if c.model == model and c.id.precision == precision
+                       and (r.finetune_blocks != 0) == (kind == "fine-tuned") and not c.is_full]
+                if pts:
+                    hollow = precision != "fp32"  # int8 hollow, fp32 filled
+                    ax.scatter([c.estimate.p50 for c, _ in pts], [r.test_score for _, r in pts], s=26, alpha=0.8,
+                               marker=marker, facecolors="none" if hollow else colors[model],
+                               edgecolors=colors[model], label=f"{model} {kind} {precision}")
+        for c, r in trained:
             if c.model == model and c.is_full:
+                tuned = " fine-tuned" if r.finetune_blocks else ""
                 tag = f" ({c.id.backend} {c.id.precision})" if several else ""
-                ax.scatter([c.estimate.p50], [r.test_score], marker="*", s=220, color=colors[model],
-                           edgecolor="black", zorder=5, label=f"{model} off-the-shelf{tag}")
+                ax.scatter([c.estimate.p50], [r.test_score], marker="*", s=220 if not tuned else 160,
+                           color=colors[model], edgecolor="black", zorder=5,
+                           label=f"{model} off-the-shelf{tuned}{tag}")
     for key, front in groups.items():
         if front:
             ax.step([c.estimate.p50 for c, _ in front], [r.test_score for _, r in front], where="post",
@@ -50,19 +66,36 @@ def plot(result: ExploreResult, path: Path) -> Path:
                 ax.step([c.estimate.p50 for c, _ in front], [r.test_score for _, r in front], where="post",
                         color=f"C{(i + len(models)) % 10}", linestyle=styles[key], linewidth=1.0, alpha=0.8,
                         label=f"frontier on {device}" + (f" {key[0]} {key[1]}" if several else ""))
+    low, high = x_range(result)
+    ax.set_xlim(low, high)
     for d in result.decisions:
-        ax.axvline(d.deadline.ms, color="red", linestyle="--", linewidth=0.9)
-        ax.text(d.deadline.ms, 1.0, f" {d.deadline.ms:g} ms", color="red", va="bottom", fontsize=8,
-                transform=ax.get_xaxis_transform())
+        if low <= d.deadline.ms <= high:
+            ax.axvline(d.deadline.ms, color="red", linestyle="--", linewidth=0.9)
+            ax.text(d.deadline.ms, 1.0, f" {d.deadline.ms:g} ms", color="red", va="bottom", fontsize=8,
+                    transform=ax.get_xaxis_transform())
+        else:  # far outside the candidates' range: an arrow at the edge, the axis stays on the data
+            right = d.deadline.ms > high
+            ax.annotate(f"{d.deadline.ms:g} ms " + ("→" if right else "←"), xy=(1.0 if right else 0.0, 1.0),
+                        xycoords="axes fraction", ha="right" if right else "left", va="bottom", color="red",
+                        fontsize=8)
         if d.chosen:
-            ax.scatter([d.chosen.candidate.estimate.p50], [d.chosen.score], s=140, facecolors="none",
+            ax.scatter([d.chosen.candidate.estimate.p50], [d.chosen.score], s=160, facecolors="none",
                        edgecolors="red", linewidths=1.5, zorder=6)
-    ax.set_xlabel(f"latency, estimated p50 (ms; {', '.join(result.config['backends'])})")
+    ax.scatter([], [], s=160, facecolors="none", edgecolors="red", linewidths=1.5, label="chosen")
+    ax.set_xlabel(f"latency, estimated p50 (ms; {', '.join(sorted({c.id.backend for c in result.candidates}))})")
     ax.set_ylabel(f"test {metric}")
     ax.set_title(f"NetCut on {result.dataset.name}: trimmed networks fill the frontier", pad=14)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
+    return fig
+
+
+def plot(result: ExploreResult, path: Path) -> Path:
+    """The frontier figure as a PNG, written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from netcut.codec import encode
-from netcut.results import Candidate, Choice, Deadline, Decision, ExploreResult
+from netcut.results import Candidate, Choice, Deadline, Decision, ExploreResult, TrainingRecord
 from netcut.search.decide import CloseCall, best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
+from netcut.types import CandidateId
 
 
 def deadline_json(deadline: Deadline) -> dict[str, Any]:
@@ -56,6 +57,23 @@ def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decisi
             row.update({"fp32_accuracy": reference.accuracy, "accuracy_change_vs_fp32": probe.accuracy -
                         reference.accuracy, "fp32_estimated_ms": twin.estimate.p50})
     return row
+
+
+def beaten_on_test(result: ExploreResult, decision: Decision) -> list[tuple[Candidate, TrainingRecord]]:
+    """The candidates meeting the deadline (by estimate) whose best record scores higher on test than the choice,
+    best first: the choice is made on validation, so on a small test split some do, by noise."""
+    if decision.chosen is None:
+        return []
+    feasible = set(decision.feasible)
+    best: dict[CandidateId, tuple[Candidate, TrainingRecord]] = {}
+    for c in result.candidates:
+        if c.id not in feasible or c.id == decision.chosen.candidate.id:
+            continue
+        for r in result.records:
+            if r.matches(c) and r.test_score > decision.chosen.score and (
+                    c.id not in best or r.test_score > best[c.id][1].test_score):
+                best[c.id] = (c, r)
+    return sorted(best.values(), key=lambda pair: -pair[1].test_score)
 
 
 def gains(result: ExploreResult, decision: Decision) -> dict[str, float | None]:

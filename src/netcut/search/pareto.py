@@ -20,9 +20,17 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def deployed(candidate: Candidate, records: list[TrainingRecord]) -> TrainingRecord | None:
+    """The record a candidate would be deployed with: its best validated one, probe or fine-tuned (on a tie, the
+    frozen trunk, as the decision breaks ties)."""
+    mine = [r for r in records if r.matches(candidate)]
+    return max(mine, key=lambda r: (r.val_score, r.finetune_blocks == 0), default=None)
+
+
 def frontier(candidates: list[Candidate], records: list[TrainingRecord]) -> list[tuple[Candidate, TrainingRecord]]:
-    """The trained candidates (frozen-trunk records) on the estimated-latency vs test-score Pareto frontier."""
-    points = [(c, r) for c in candidates for r in records if r.finetune_blocks == 0 and r.matches(c)]
+    """The trained candidates, each with the record it would be deployed with (probe or fine-tuned), on the
+    estimated-latency vs test-score Pareto frontier."""
+    points = [(c, r) for c in candidates if (r := deployed(c, records)) is not None]
     return [points[i] for i in pareto_front([(c.estimate.p50, r.test_score) for c, r in points])]
 
 
