@@ -13,7 +13,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # Exact versions for everything installed (pyproject.toml declares ranges)
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test test-fast lint venv agent-venv dataset clean bench
+.PHONY: demo test test-fast lint docs venv agent-venv dataset clean bench
 
 demo: venv dataset
 	$(VENV)/bin/netcut demo
@@ -28,9 +28,13 @@ test-fast: venv agent-venv dataset
 # ruff (style, imports, bugs, annotations) on everything; mypy (untyped definitions refused) on the package;
 # import-linter: the layers and no import cycles (contracts in pyproject.toml)
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks agent/src
+	$(VENV)/bin/ruff check src tests benchmarks agent/src tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The documentation site from docs/ into site/, offline; --strict: a broken link or anchor fails the build
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 venv: $(STAMP)
 
@@ -67,4 +71,4 @@ bench: venv dataset
 	$(PY) benchmarks/netcut_vs_exhaustive.py
 
 clean:
-	rm -rf $(VENV) $(AGENT_VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(AGENT_VENV) build site *.egg-info src/*.egg-info .pytest_cache

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs"
+DOCS = ROOT / "docs" / "benchmarks"  # the docs site's benchmark pages: the latest run of each, history in git
 
 
 def machine() -> dict:
@@ -32,7 +32,7 @@ def machine() -> dict:
 
 
 def write(name: str, data: dict, markdown: str) -> None:
-    """docs/<name>.json and docs/<name>.md."""
+    """docs/benchmarks/<name>.json and .md."""
     DOCS.mkdir(exist_ok=True)
     (DOCS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     m = data["machine"]
@@ -41,4 +41,4 @@ def write(name: str, data: dict, markdown: str) -> None:
     header = (f"_Measured {m['date']} on {m['cpu']} ({m['cores']} cores), torch {m['torch']}"
               f"{', ' + runtimes if runtimes else ''}. Reproduce: `{m['command']}`._\n\n")
     (DOCS / f"{name}.md").write_text(markdown.replace("{header}", header))
-    print(f"wrote docs/{name}.json and docs/{name}.md")
+    print(f"wrote {DOCS / name}.json and .md")

@@ -81,7 +81,7 @@ def run_backend(backend: str, networks: list[str], size: int, threads: int | Non
 
 
 def main() -> None:
-    """Every backend; docs/analytical_kernels.{json,md}."""
+    """Every backend; docs/benchmarks/analytical_kernels.{json,md}."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="onnxruntime,openvino")
     parser.add_argument("--networks", default=",".join(NETWORKS))

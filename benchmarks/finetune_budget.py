@@ -3,7 +3,8 @@
 Real Fashion-MNIST, 3,000 training (750 validation) and 1,000 test images at 96 px, EfficientNet-Lite0/1/2, the
 default backend (ONNX Runtime, fp32). Probes rank every feasible candidate; successive halving fine-tunes the
 best ones within --budget (default 15 minutes) and the best off-the-shelf network meeting the deadline with the
-same protocol. Also writes the GPU fine-tuning speed measured on a lent H200 (docs/finetune_speed_gpu.json).
+same protocol. Also reports the GPU fine-tuning speed measured on a lent GPU
+(docs/benchmarks/finetune_speed_gpu_h100.json).
 
 Usage: python benchmarks/finetune_budget.py [--budget 900] [--size 96] [--train 3000] [--threads 1]
 """
@@ -66,7 +67,7 @@ def main() -> None:
                             "test": r.test_score, "history": r.metrics["val"].get("history"), "seconds": r.seconds,
                             "estimated_ms": estimates.get(r.label)}
                            for r in result.records if r.finetune_blocks]}
-    gpu = DOCS / "finetune_speed_gpu.json"
+    gpu = DOCS / "finetune_speed_gpu_h100.json"
     data["gpu_speed"] = json.loads(gpu.read_text()) if gpu.is_file() else None
     write("fine_tuning", data, markdown(data))
     shutil.rmtree(work, ignore_errors=True)
@@ -119,7 +120,7 @@ def markdown(d: dict) -> str:
                   f"(Lite0 cut at blocks.4.1.add, every layer, {g['train_images']} digits at {g['size']} px) took "
                   f"{min(cuda['epoch_s']):.2f} s on the GPU against {min(cpu['epoch_s']):.2f} s on that machine's "
                   f"{g['machine']['cores']}-core CPU (the first GPU epoch, with CUDA start-up, "
-                  f"{cuda['epoch_s'][0]:.1f} s). Source: docs/finetune_speed_gpu.json, "
+                  f"{cuda['epoch_s'][0]:.1f} s). Source: docs/benchmarks/finetune_speed_gpu_h100.json, "
                   "`benchmarks/finetune_speed.py --devices cuda,cpu`." if cuda and cpu else ""]
     lines += ["", "![frontier](fine_tuning_frontier.png)", ""]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Seconds per fine-tuning epoch on each train device: EfficientNet-Lite0 cut at blocks.4.1.add, every layer, on
 the scikit-learn digits (1,437 training images) at 96 px, batch 64.
 
-Usage: python benchmarks/finetune_speed.py [--devices cpu,cuda] [--out DIR]   (DIR default: docs/)
+Usage: python benchmarks/finetune_speed.py [--devices cpu,cuda] [--out DIR]   (DIR default: docs/benchmarks/)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from netcut.train.finetune import FineTuneConfig, FineTuner  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", default="cpu,cuda")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks"))
     args = parser.parse_args()
     data = load_dataset("digits", SplitConfig(val_fraction=0.1, test_fraction=0.1))
     traced = trace(load_backbone("efficientnet_lite0"), 96)

@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--networks", default=",".join(NETWORKS))
-    parser.add_argument("--name", default="latency_estimators", help="docs/NAME.md and .json")
+    parser.add_argument("--name", default="latency_estimators", help="docs/benchmarks/NAME.md and .json")
     args = parser.parse_args()
     config = HarnessConfig(warmup=3, repeats=args.repeats)
     networks = args.networks.split(",")

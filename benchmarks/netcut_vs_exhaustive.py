@@ -146,7 +146,7 @@ def main() -> None:
             "per_deadline_total_exhaustive_s": sum(r["exhaustive_s"] for r in rows),
             "all_deadlines_netcut_s": cost(union_netcut), "all_deadlines_exhaustive_s": cost(union_exhaustive),
             "fine_tuned": tuned}
-    plot(everything, DOCS / "netcut_frontier.png")
+    plot(everything, DOCS / "netcut_vs_exhaustive_frontier.png")
     write("results", data, markdown(data))
     shutil.rmtree(work, ignore_errors=True)
 

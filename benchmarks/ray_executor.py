@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="times each setting runs, in turn (default 1)")
     parser.add_argument("--name", default="ray_executor")
     parser.add_argument("--rewrite", action="store_true",
-                        help="only rewrite docs/NAME.md from the measured docs/NAME.json")
+                        help="only rewrite docs/NAME.md from the measured docs/benchmarks/NAME.json")
     args = parser.parse_args()
     if args.rewrite:
         write(args.name, *report(json.loads((DOCS / f"{args.name}.json").read_text())))

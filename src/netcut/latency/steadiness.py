@@ -1,12 +1,12 @@
 """Latencies comparable across time: a fixed reference network timed in every session, sessions repeated when the
 machine's speed moved during them or since the earlier sessions, and the thread count that times steadily here.
 
-Measured on a shared 2-core machine (docs/repeatability.md): with both cores, ONNX Runtime's window medians of one
-network ranged over 2.5x between sessions and two threads were slower than one; with one thread they stayed within
-a few percent. Within one interleaved session every model sees the same bursts, so ratios hold; the reference tells
-a session that saw a burst (spread, drift: repeated) and one run at another speed than the others (level: repeated),
-and its level recorded once per device lets every session be scaled to that device's usual speed: two runs of one
-command, minutes or days apart, then estimate alike (docs/repeatability.md).
+Measured on a shared 2-core machine (docs/benchmarks/repeatability.md): with both cores, ONNX Runtime's window
+medians of one network ranged over 2.5x between sessions and two threads were slower than one; with one thread they
+stayed within a few percent. Within one interleaved session every model sees the same bursts, so ratios hold; the
+reference tells a session that saw a burst (spread, drift: repeated) and one run at another speed than the others
+(level: repeated), and its level recorded once per device lets every session be scaled to that device's usual speed:
+two runs of one command, minutes or days apart, then estimate alike (docs/benchmarks/repeatability.md).
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Cand
 
 
 # how far a latency may lie from the deadline for a second run to decide otherwise: one candidate's estimate moved by
-# up to about this much between two fresh runs of one command on this project's machine (docs/repeatability.md)
+# up to about this much between two fresh runs of one command on this project's machine
+# (docs/benchmarks/repeatability.md)
 CLOSE_CALL_PCT = 5.0
 
 

@@ -227,8 +227,9 @@ class FineTuning:
         survivors = list(pool)
         for target in rungs(self.config.max_epochs):
             scores: dict[str, float] = {}
-            entrants = survivors + ([baseline] if baseline and baseline[1].key not in {r.key for _, r in survivors}
-                                    else [])
+            # the baseline first: where the budget runs short it is a candidate that waits, never the comparison
+            entrants = ([baseline] if baseline and baseline[1].key not in {r.key for _, r in survivors} else []) + \
+                survivors
             trained = self.train_to(entrants, target, budget)
             if isinstance(trained, str):
                 self.ctx.reporter.warn(f"fine-tuning for {deadline.ms:g} ms stopped at the budget "

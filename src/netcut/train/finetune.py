@@ -1,8 +1,8 @@
 """Fine-tune a TRN from images, epoch by epoch, starting from its probe's head; resumable at every epoch.
 
-The recipe: AdamW with a one-cycle schedule over the planned epochs, label smoothing, random shifts (and flips
-where the labels allow them), BatchNorm statistics updated with the layers that train (docs/fine_tuning.md measures
-it). A FineTuner holds one candidate's state; the fine-tuning stage decides how many epochs each gets.
+The recipe: AdamW with a one-cycle schedule over the planned epochs, label smoothing, random shifts (and flips where
+the labels allow them), BatchNorm statistics updated with the layers that train (docs/benchmarks/fine_tuning.md
+measures it). A FineTuner holds one candidate's state; the fine-tuning stage decides how many epochs each gets.
 """
 
 from __future__ import annotations

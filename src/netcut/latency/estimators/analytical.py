@@ -42,8 +42,8 @@ SYNTHETIC_NETWORKS = 20  # random networks whose TRNs fit how kernels combine
 # (the pointwise regressor's held-out error was about three times larger); QUICK_SCALE is for trying it out.
 DEFAULT_SCALE = 4.0
 QUICK_SCALE = 0.25
-# How long a calibration takes, as measured on a 2-core x86 machine (docs/analytical_kernels*.md): what a user is
-# told before starting one. A slower device takes longer.
+# How long a calibration takes, as measured on a 2-core x86 machine (docs/benchmarks/analytical_kernels*.md):
+# what a user is told before starting one. A slower device takes longer.
 CALIBRATION_MINUTES = {DEFAULT_SCALE: "5-15", QUICK_SCALE: "1-2"}
 BATCH = 24  # kernels timed together in one session (runtimes without a per-node profiler)
 PROFILE_RUNS = 40  # profiled runs per kernel (after the runtime's warm-up runs)
