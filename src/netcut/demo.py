@@ -105,5 +105,6 @@ def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
                   "and latencies measured on your own device (install the agent there: pip install "
                   "'./agent[onnxruntime]'):\n"
                   "  netcut-agent serve   (on the device), then: netcut explore ... --device http://DEVICE:8765\n"
-                  "Guide: docs/guide/quickstart.md and docs/guide/devices.md (or `make docs` for the site).")
+                  "Guide: docs/guide/quickstart.md and docs/guide/devices.md (or `make docs` for the site).",
+                  markup=False)  # [onnxruntime] is an extra, not a style
     return 0
