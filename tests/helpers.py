@@ -40,3 +40,20 @@ def verified_latencies(run_dir: Path) -> dict[tuple[str, str, str], float]:
     rows = db.execute("SELECT backbone, cut, device, p50 FROM latencies WHERE estimator='verified'").fetchall()
     db.close()
     return {(b, c, d): p for b, c, d, p in rows}
+
+
+# A network whose one op (cummax) neither the ONNX nor the LiteRT exporter converts: errors must name the op.
+UNEXPORTABLE_NET = """
+import torch
+
+
+class Unexportable(torch.nn.Module):
+    input_size = 32
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, 1, 1)
+
+    def forward(self, x):
+        return torch.cummax(self.conv(x), -1).values
+"""

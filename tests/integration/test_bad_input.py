@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
+from helpers import UNEXPORTABLE_NET, run_cli
 
 pytestmark = [pytest.mark.slow]
 
@@ -50,25 +50,11 @@ def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragment
     message_lines = [line for line in err.splitlines() if line.startswith("netcut:") or line.startswith("  fix:")]
     assert 1 <= len(message_lines) <= 6 and all(len(line) < 500 for line in message_lines), err
 
-
-CUMMAX = """
-import torch
-
-class Net(torch.nn.Module):
-    input_size = 32
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3, 1, 1)
-    def forward(self, x):
-        return torch.cummax(self.conv(x), -1).values
-"""
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     (root / "untraceable.py").write_text(UNTRACEABLE)
-    (root / "cummax.py").write_text(CUMMAX)
+    (root / "cummax.py").write_text(UNEXPORTABLE_NET)
     (root / "empty").mkdir()
     corrupt = root / "corrupt" / "a"
     corrupt.mkdir(parents=True)
@@ -148,7 +134,7 @@ CASES = {
                                                         "--precision", "int8", *SMALL, "--limit-train", "40",
                                                         "--run-dir", str(f / "few")], 2,
                                              ["int8 needs at least 64 training images"]),
-    "an op LiteRT cannot convert": (lambda f: ["profile", f"py:{f / 'cummax.py'}:Net", "--backend", "litert",
+    "an op LiteRT cannot convert": (lambda f: ["profile", f"py:{f / 'cummax.py'}:Unexportable", "--backend", "litert",
                                                "--repeats", "2"], 2, ["Lowering not found: aten.cummax",
                                                                       "another --backend"]),
     "a size budget that is not positive": (lambda f: ["explore", *LITE, "--data", "digits", "--deadline", "10",

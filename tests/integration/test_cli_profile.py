@@ -6,13 +6,12 @@ import json
 
 import pytest
 
+from helpers import UNEXPORTABLE_NET
 from netcut.latency.table import LatencyTable
 
 pytestmark = [pytest.mark.slow, pytest.mark.runtime]
 
-TINY_NET = """
-import torch
-
+TINY_NET = UNEXPORTABLE_NET + """
 
 class Net(torch.nn.Sequential):
     input_size = 32
@@ -22,16 +21,6 @@ class Net(torch.nn.Sequential):
         for _ in range(4):
             layers += [torch.nn.Conv2d(8, 8, 3, 1, 1), torch.nn.ReLU()]
         super().__init__(*layers)
-
-class Unexportable(torch.nn.Module):
-    input_size = 32
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3, 1, 1)
-
-    def forward(self, x):
-        return torch.cummax(self.conv(x), -1).values
 """
 
 
