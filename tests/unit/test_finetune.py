@@ -52,6 +52,22 @@ def test_fine_tuning_every_layer_beats_the_probe(setting):
     assert t.best_epoch == 1 + max(range(3), key=lambda i: t.history[i])
 
 
+def test_a_fine_tuning_that_hurts_ends_at_its_probe(setting):
+    """A learning rate that wrecks the pretrained features: the race's epoch 0 is the probe, so the network kept is
+    the probe itself, never below it."""
+    t = tuner(setting, lr=5.0)
+    t.train_epoch()
+    probe_val = setting[4].val["score"]
+    assert t.history[0] < probe_val - 0.1  # the epoch did hurt
+    assert t.best_score == pytest.approx(probe_val, abs=1e-6) and t.best_epoch == 0
+    data, traced, cuts, cut, probe = setting
+    from netcut.train.finetune import evaluate_images
+
+    b = traced.backbone
+    kept = evaluate_images(t.best(), data, "val", traced.input_size, b.mean, b.std)["score"]
+    assert kept == pytest.approx(probe_val, abs=1e-6)
+
+
 def test_a_checkpoint_resumes_exactly(setting):
     straight = tuner(setting)
     straight.train_epoch()

@@ -138,18 +138,31 @@ class FineTuner:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
         self.history: list[float] = []  # validation score after each epoch
+        self.start_score = float("-inf")  # the probe's, before any epoch: epoch 0 of the race
         self.best_score = float("-inf")
         self.best_state: dict[str, torch.Tensor] = {}
         self.seconds = 0.0
 
     @property
     def best_epoch(self) -> int:
-        """1-based epoch of the best validation score (0 before any)."""
-        return 1 + int(np.argmax(self.history)) if self.history else 0
+        """1-based epoch of the best validation score; 0: no epoch beat the probe it started from."""
+        if not self.history or max(self.history) <= self.start_score + 1e-9:
+            return 0
+        return 1 + int(np.argmax(self.history))
+
+    def _keep_if_best(self, score: float) -> None:
+        if score > self.best_score + 1e-9:
+            self.best_score = score
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.trn.state_dict().items()}
 
     def train_epoch(self, reporter: Reporter = QUIET) -> float:
         """One epoch over the shuffled training images; returns the validation score after it."""
         start = time.perf_counter()
+        if self.epoch == 0 and not self.best_state:
+            # the probe is epoch 0 of the race: the best state, the one kept, can only improve on it (a few hundred
+            # images and a learning rate that hurts the pretrained features must not end below the probe)
+            self.start_score = self.evaluate("val")["score"]
+            self._keep_if_best(self.start_score)
         b, c = self.traced.backbone, self.config
         # every random draw of an epoch follows from (seed, epoch): a resumed run repeats it exactly
         torch.manual_seed(c.seed * 1000 + self.epoch)
@@ -176,9 +189,7 @@ class FineTuner:
         self.epoch += 1
         score = self.evaluate("val")["score"]
         self.history.append(score)
-        if score > self.best_score + 1e-9:
-            self.best_score = score
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.trn.state_dict().items()}
+        self._keep_if_best(score)
         self.seconds += time.perf_counter() - start
         return score
 
@@ -201,6 +212,7 @@ class FineTuner:
         return {"model": {k: v.detach().cpu().clone() for k, v in self.trn.state_dict().items()},
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()), "schedule": self.schedule.state_dict(),
                 "epoch": self.epoch, "history": list(self.history), "best_score": self.best_score,
+                "start_score": self.start_score,
                 "best_state": self.best_state, "seconds": self.seconds}
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -211,5 +223,6 @@ class FineTuner:
         self.epoch = int(checkpoint["epoch"])
         self.history = [float(v) for v in checkpoint["history"]]
         self.best_score = float(checkpoint["best_score"])
+        self.start_score = float(checkpoint.get("start_score", float("-inf")))
         self.best_state = dict(checkpoint["best_state"])
         self.seconds = float(checkpoint["seconds"])
