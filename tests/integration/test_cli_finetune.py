@@ -63,11 +63,10 @@ def test_the_choice_is_the_best_validated_of_probes_and_fine_tuned_networks(tune
     run_dir, data = tuned
     best = max(r["val"] for r in records(run_dir))
     assert data["chosen"]["val_score"] == pytest.approx(best)
-    # a fine-tuned network that no epoch improved is kept at its probe (epoch 0), the two then tie: the frozen
-    # trunk wins a tie
-    tied = {r["blocks"] for r in records(run_dir) if r["val"] == pytest.approx(best)}
-    chosen = data["chosen"]["fine_tune_blocks"]
-    assert chosen in tied and (chosen == 0 or 0 not in tied)
+    # a fine-tuned network that no epoch improved is kept at its probe (epoch 0): validation ties are common, and
+    # the decision's tie rule (speed, frozen trunk) picks among the best-validated records
+    tied = {(r["cut"], r["blocks"]) for r in records(run_dir) if r["val"] == pytest.approx(best)}
+    assert (data["chosen"]["cut"], data["chosen"]["fine_tune_blocks"]) in tied
 
 
 def test_a_tiny_budget_stops_on_time_with_the_best_so_far(tmp_path, cli):
