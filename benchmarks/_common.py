@@ -21,6 +21,8 @@ def machine() -> dict:
 
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(sys.argv)}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
     from importlib.metadata import PackageNotFoundError, version
 
     for package in ("onnxruntime", "openvino", "ai-edge-litert", "litert-torch"):
@@ -38,7 +40,8 @@ def write(name: str, data: dict, markdown: str) -> None:
     m = data["machine"]
     runtimes = ", ".join(f"{p} {m[p]}" for p in ("onnxruntime", "openvino", "ai-edge-litert", "litert-torch")
                          if p in m)
-    header = (f"_Measured {m['date']} on {m['cpu']} ({m['cores']} cores), torch {m['torch']}"
+    gpu = f" and an {m['gpu']} GPU" if m.get("gpu") else ""
+    header = (f"_Measured {m['date']} on {m['cpu']} ({m['cores']} cores){gpu}, torch {m['torch']}"
               f"{', ' + runtimes if runtimes else ''}. Reproduce: `{m['command']}`._\n\n")
     (DOCS / f"{name}.md").write_text(markdown.replace("{header}", header))
     print(f"wrote {DOCS / name}.json and .md")

@@ -16,13 +16,18 @@ def candidate(model: str, index: int, ms: float, full: bool = False, depth: int 
                      "empirical", size)
 
 
-def probe(c: Candidate, val: float, test: float | None = None, blocks: int = 0, run: int = 1) -> TrainingRecord:
-    """A training record of candidate `c` with validation score `val` (int8 records belong to their backend)."""
+def probe(c: Candidate, val: float, test: float | None = None, blocks: int = 0, run: int = 1,
+          loss: float | None = None, count: int | None = None) -> TrainingRecord:
+    """A training record of candidate `c` with validation score `val` (int8 records belong to their backend); with
+    `loss` and `count`, the validation loss and the number of images it was scored on."""
     test = val if test is None else test
     precision = c.id.precision
+    scored = {"score": val, "accuracy": val}
+    if loss is not None and count is not None:
+        scored.update(loss=loss, count=float(count))
     return TrainingRecord(f"{c.label}#{blocks}#{precision}", c.model, c.cut.name, c.cut.index, c.id.head, "data",
-                          "cfg", blocks, "accuracy", val, test, {"val": {"score": val, "accuracy": val},
-                                                                  "test": {"score": test, "accuracy": test}}, 1.0,
+                          "cfg", blocks, "accuracy", val, test, {"val": scored, "test": {"score": test,
+                                                                                          "accuracy": test}}, 1.0,
                           precision, run, "" if precision == "fp32" else c.id.backend)
 
 

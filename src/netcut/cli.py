@@ -253,8 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(successive halving over epochs; without it, heads are trained on the frozen trunk only)")
     p.add_argument("--fine-tune-blocks", type=_blocks, default=None,
                    help="which layers fine-tuning trains: all (default once there is a budget) or the last K blocks")
-    p.add_argument("--fine-tune-epochs", type=_positive_int, default=8,
-                   help="the most epochs a candidate is fine-tuned (default 8)")
+    p.add_argument("--fine-tune-epochs", type=_positive_int, default=None,
+                   help="the most epochs a candidate is fine-tuned (default 8, more on a few hundred images so that "
+                        "the schedule takes at least 400 optimizer steps)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="WEIGHT",
+                   help="fine-tune with soft targets from the most accurate full network (fine-tuned once first), "
+                        "at this weight beside the labels, e.g. 0.5 (default 0: labels only)")
     p.add_argument("--fine-tune-top", type=_positive_int, default=4,
                    help="per deadline, how many of the best probes start successive halving (default 4)")
     p.add_argument("--train-device", choices=TRAIN_DEVICES, default="cpu",
@@ -503,6 +507,7 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         calibration_images=args.calibration_images,
         strategy=args.strategy, granularity=args.granularity, fine_tune_blocks=args.fine_tune_blocks,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
+        distill=args.distill,
         train_device=args.train_device, train_threads=args.train_threads,
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
         seed=args.seed, run_dir=args.run_dir, threads=args.threads,

@@ -1,9 +1,11 @@
-"""Fine-tuning as a budgeted stage, end to end: the budget is kept, a kill mid-fine-tuning loses at most an epoch,
-the baseline gets the same protocol, soft labels fine-tune too."""
+"""Fine-tuning as a budgeted stage, end to end on a few hundred real images: the budget is kept, a kill
+mid-fine-tuning loses at most an epoch, the baseline gets the same protocol, no fine-tuned network ends below its
+probe, distillation from the full network, soft labels fine-tune too."""
 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sqlite3
 import subprocess
@@ -36,7 +38,9 @@ def tuned(tmp_path_factory):
     from helpers import run_cli
 
     run_dir = tmp_path_factory.mktemp("tuned")
-    result = run_cli(*BASE, "--budget", "10m", "--run-dir", str(run_dir), timeout=900)
+    # 12 epochs of 5 steps: the first rung lasts 10 (50 steps), the survivor goes on to 12
+    argv = [*BASE[:BASE.index("--fine-tune-epochs") + 1], "12", *BASE[BASE.index("--fine-tune-epochs") + 2:]]
+    result = run_cli(*argv, "--budget", "10m", "--distill", "0.5", "--run-dir", str(run_dir), timeout=900)
     assert result.returncode == 0, result.stderr
     return run_dir, json.loads(result.stdout)
 
@@ -45,11 +49,11 @@ def test_successive_halving_and_a_fair_baseline(tuned):
     run_dir, data = tuned
     tuned_records = [r for r in records(run_dir) if r["blocks"] == -1]
     epochs = sorted(r["metrics"]["epochs"] for r in tuned_records)
-    # 2 candidates start (rung 1 epoch), the better one continues to 2 and 4 epochs; the baseline (the full
-    # network) follows the survivor to 4 epochs with the same protocol
-    assert epochs[-1] == 4 and len(tuned_records) >= 2 and epochs.count(4) >= 1
+    # 2 candidates start (the first rung: 10 epochs), the better one continues to 12; the baseline (the full
+    # network) follows the survivor to 12 epochs with the same protocol
+    assert epochs[-1] == 12 and 10 in epochs and len(tuned_records) >= 3
     base = data["best_off_the_shelf_fine_tuned"]
-    assert base is not None and base["fine_tune_epochs"] == 4 and base["fine_tune_blocks"] == -1
+    assert base is not None and base["fine_tune_epochs"] == 12 and base["fine_tune_blocks"] == -1
     assert {r["metrics"]["fine_tune"] for r in tuned_records} == {"all"}
     assert data["gain_fine_tuned_pct"] is not None and data["gain_probe_pct"] is not None
     for r in tuned_records:
@@ -57,16 +61,39 @@ def test_successive_halving_and_a_fair_baseline(tuned):
     assert data["stage_seconds"]["fine_tuning"] > 0
 
 
-def test_the_choice_is_the_best_validated_of_probes_and_fine_tuned_networks(tuned):
-    # (whether fine-tuning wins depends on the data: on 300 digits at 32 px the probes are hard to beat; on
-    # Fashion-MNIST at 96 px it wins, see docs/results.md)
+def test_the_choice_is_the_best_validated_within_the_validation_noise(tuned):
+    """Scores within one standard error of the best (75 validation images: about 3) are a tie, won by the lower
+    validation loss."""
     run_dir, data = tuned
-    best = max(r["val"] for r in records(run_dir))
-    assert data["chosen"]["val_score"] == pytest.approx(best)
-    # a fine-tuned network that no epoch improved is kept at its probe (epoch 0): validation ties are common, and
-    # the decision's tie rule (speed, frozen trunk) picks among the best-validated records
-    tied = {(r["cut"], r["blocks"]) for r in records(run_dir) if r["val"] == pytest.approx(best)}
-    assert (data["chosen"]["cut"], data["chosen"]["fine_tune_blocks"]) in tied
+    every = records(run_dir)
+    best = max(every, key=lambda r: r["val"])
+    count = best["metrics"]["val"]["count"]
+    noise = max(math.sqrt(best["val"] * (1 - best["val"]) / count), 1 / count)
+    band = [r for r in every if r["val"] >= best["val"] - noise - 1e-9]
+    chosen = data["chosen"]
+    assert chosen["val_score"] >= best["val"] - noise - 1e-9
+    assert chosen["val_loss"] == pytest.approx(min(r["metrics"]["val"]["loss"] for r in band))
+
+
+def test_on_a_few_hundred_images_no_fine_tuned_network_ends_below_its_probe(tuned):
+    run_dir, _ = tuned
+    every = records(run_dir)
+    probes = {r["cut"]: r["val"] for r in every if r["blocks"] == 0}
+    tuned_records = [r for r in every if r["blocks"] == -1]
+    assert tuned_records and all(r["val"] >= probes[r["cut"]] - 1e-9 for r in tuned_records)
+
+
+def test_the_students_learn_from_the_fine_tuned_full_network(tuned):
+    """--distill: the full network is fine-tuned once on the labels (the teacher); every other fine-tuned network
+    learns from its soft targets too."""
+    run_dir, _ = tuned
+    tuned_records = [r for r in records(run_dir) if r["blocks"] == -1]
+    teachers = [r for r in tuned_records if not r["metrics"]["distilled"]]
+    assert len(teachers) == 1 and teachers[0]["cut"] == "bn2"
+    assert len(tuned_records) > 1 and all(r["metrics"]["distilled"] for r in tuned_records if r not in teachers)
+    db = sqlite3.connect(run_dir / "netcut.sqlite")
+    assert db.execute("SELECT count(*) FROM artifacts WHERE key LIKE '%#teacher-logits'").fetchone()[0] == 1
+    db.close()
 
 
 def test_a_tiny_budget_stops_on_time_with_the_best_so_far(tmp_path, cli):

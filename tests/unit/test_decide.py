@@ -137,6 +137,24 @@ def test_a_fine_tuned_record_beats_its_probe_when_it_validates_better():
     assert base.candidate == B[4] and base.record.finetune_blocks == 0
 
 
+def test_scores_within_the_validation_noise_tie_and_the_lower_loss_wins():
+    """On 90 validation images one or two images are noise: a fine-tuned network one image behind its probe, with the
+    lower validation loss, is chosen; far beyond the noise the higher accuracy wins whatever the losses; on a large
+    validation set the same gap is no tie."""
+    frozen = probe(A[2], 83 / 90, loss=0.40, count=90)
+    tuned = probe(A[2], 82 / 90, blocks=-1, loss=0.25, count=90)
+    assert decide(Deadline(20.0), ALL, [A[2]], [frozen, tuned], {}, verify=False).chosen.record == tuned
+    behind = probe(A[2], 75 / 90, blocks=-1, loss=0.10, count=90)
+    assert decide(Deadline(20.0), ALL, [A[2]], [frozen, behind], {}, verify=False).chosen.record == frozen
+    big_frozen = probe(A[2], 0.922, loss=0.40, count=20_000)
+    big_tuned = probe(A[2], 0.911, blocks=-1, loss=0.25, count=20_000)
+    assert decide(Deadline(20.0), ALL, [A[2]], [big_frozen, big_tuned], {}, verify=False).chosen.record == big_frozen
+    # the band is the best score's: a third record within it of the second but not of the first does not tie
+    other = probe(A[3], 80 / 90, loss=0.05, count=90)
+    ranked = decide(Deadline(20.0), ALL, [A[2], A[3]], [frozen, tuned, other], {}, verify=False)
+    assert ranked.chosen.record == tuned
+
+
 def test_the_fine_tuning_plan_takes_the_best_feasible_probes_and_the_fair_baseline():
     records = [probe(A[1], 0.6), probe(A[4], 0.9), probe(B[3], 0.95), probe(B[1], 0.7), probe(A[3], 0.92)]
     pool, baseline = fine_tune_plan(Deadline(6.0, margin=0.0), ALL, records, top=2)

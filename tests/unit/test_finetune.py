@@ -13,9 +13,15 @@ import torch
 from netcut.backbones import load_backbone
 from netcut.data.datasets import SplitConfig, load_dataset
 from netcut.graph import find_cuts, trace
-from netcut.search.finetuning import rungs
 from netcut.train.cache import extract_features
-from netcut.train.finetune import ALL_BLOCKS, FineTuneConfig, FineTuner, trainable_parameter_names
+from netcut.train.finetune import (
+    ALL_BLOCKS,
+    FineTuneConfig,
+    FineTuner,
+    lr_multiplier,
+    plan_epochs,
+    trainable_parameter_names,
+)
 from netcut.train.probe import TrainConfig, fit_head
 
 DEVICE = os.environ.get("NETCUT_TEST_DEVICE", "cpu")
@@ -44,12 +50,13 @@ def test_fine_tuning_every_layer_beats_the_probe(setting):
     t = tuner(setting)
     start = t.evaluate("val")["score"]
     assert start == pytest.approx(setting[4].val["score"], abs=1e-6)  # it starts from the probe, exactly
-    for _ in range(3):
+    first_rung = t.rungs[0]
+    for _ in range(first_rung):
         t.train_epoch()
-    assert t.best_score > start and t.epoch == 3 and len(t.history) == 3
+    assert t.best_score > start and t.epoch == first_rung and len(t.history) == first_rung
     trn = t.best()
     assert next(trn.parameters()).device.type == "cpu"
-    assert t.best_epoch == 1 + max(range(3), key=lambda i: t.history[i])
+    assert t.best_epoch == 1 + max(range(first_rung), key=lambda i: t.history[i])
 
 
 def test_a_fine_tuning_that_hurts_ends_at_its_probe(setting):
@@ -66,6 +73,34 @@ def test_a_fine_tuning_that_hurts_ends_at_its_probe(setting):
     b = traced.backbone
     kept = evaluate_images(t.best(), data, "val", traced.input_size, b.mean, b.std)["score"]
     assert kept == pytest.approx(probe_val, abs=1e-6)
+
+
+def test_distillation_follows_the_teacher():
+    """Soft targets at full weight from a teacher that names the next class: the fine-tuned network learns the
+    teacher's answers, not the labels (the loss reads the teacher row of each augmented training image)."""
+    from netcut.train.finetune import distillation_loss, predict_images
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    assert float(distillation_loss(logits, logits, 2.0)) == pytest.approx(0.0, abs=1e-7)
+    assert float(distillation_loss(logits, logits.flip(1), 2.0)) > 0.1
+    data = load_dataset("digits", SplitConfig(limit_train=200, limit_test=100))
+    traced = trace(load_backbone("efficientnet_lite0"), 32)
+    cuts = find_cuts(traced)
+    cut = cuts[9]
+    features = {s: extract_features(traced, [cut.name], data, s) for s in ("train", "val")}
+    (tx, ty), (vx, vy) = features["train"], features["val"]
+    probe = fit_head(tx[cut.name], ty, vx[cut.name], vy, 10, TrainConfig())
+    shifted = (data.split_targets("train") + 1) % 10
+    teacher = torch.nn.functional.one_hot(torch.from_numpy(shifted).long(), 10).float().numpy() * 8.0
+    config = FineTuneConfig(batch_size=32, device=DEVICE, distill_weight=1.0, min_steps=0, max_epochs=6)
+    t = FineTuner(traced, cut, cuts, probe.classifier, data, config, teacher_logits=teacher)
+    for _ in range(6):
+        t.train_epoch()
+    b = traced.backbone
+    out, targets = predict_images(t.trn.cpu(), data, "val", 32, b.mean, b.std)
+    predicted = out.argmax(1)
+    follows_teacher = float((predicted == (targets + 1) % 10).float().mean())
+    assert follows_teacher > 0.5 and follows_teacher > float((predicted == targets).float().mean())
 
 
 def test_a_checkpoint_resumes_exactly(setting):
@@ -94,8 +129,29 @@ def test_last_blocks_only_leaves_the_rest_alone(setting):
     assert changed and changed <= names
 
 
-def test_successive_halving_rungs():
-    assert rungs(8) == [1, 2, 4, 8] and rungs(6) == [1, 2, 4, 6] and rungs(1) == [1] and rungs(3) == [1, 2, 3]
+def test_successive_halving_rungs_count_steps_not_passes():
+    """On plenty of data the rungs are 1, 2, 4, ... epochs; on a few hundred images an epoch is a few steps, so the
+    first rung and the horizon stretch to enough steps (bounded)."""
+    plenty = FineTuneConfig(max_epochs=8)
+    assert plan_epochs(60_000, plenty) == [1, 2, 4, 8]
+    assert plan_epochs(60_000, FineTuneConfig(max_epochs=6)) == [1, 2, 4, 6]
+    assert plan_epochs(60_000, FineTuneConfig(max_epochs=1)) == [1]
+    small = plan_epochs(420, plenty)  # 7 steps per epoch
+    assert small[0] * 7 >= plenty.min_rung_steps and small[-1] * 7 >= plenty.min_steps
+    assert small == sorted(small) and small[-1] == 58
+    assert plan_epochs(64, plenty)[-1] == 8 * 8  # one step per epoch: the horizon is capped
+
+
+def test_every_rung_ends_decayed_and_restarts_warm():
+    """A cycle per rung: the learning rate warms up, peaks, and is down to 1% at each rung's last step, so the
+    entrants of a rung are judged at the same settled point of their schedules."""
+    boundaries = [10, 20, 40]
+    lrs = [lr_multiplier(s, boundaries, 0.2) for s in range(45)]
+    assert max(lrs[:10]) == pytest.approx(1.0)
+    assert lrs[9] == lrs[19] == lrs[39] == pytest.approx(0.01)
+    assert lrs[10] > lrs[9] and lrs[20] > lrs[19]  # each rung restarts
+    assert lrs[0] < lrs[1] <= 1.0  # warm-up
+    assert lrs[44] == pytest.approx(0.01)  # past the horizon: the floor
 
 
 def test_fine_tuning_trains_the_backbones_training_mode_graph():

@@ -31,10 +31,14 @@ def test_angular_similarity_formula():
 
 def test_evaluate_picks_the_task_metric():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
-    expected = {"score": pytest.approx(2 / 3), "accuracy": pytest.approx(2 / 3)}
+    # cross-entropy: -log softmax of the true class, averaged
+    nll = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1)) + math.log(1 + math.exp(3))) / 3
+    expected = {"score": pytest.approx(2 / 3), "accuracy": pytest.approx(2 / 3), "loss": pytest.approx(nll),
+                "count": 3.0}
     assert evaluate(logits, torch.tensor([0, 1, 1])) == expected
     soft = evaluate(logits, torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]))
-    assert set(soft) == {"score", "angular_similarity", "top1_agreement"}
+    assert set(soft) == {"score", "angular_similarity", "top1_agreement", "loss", "count"}
+    assert soft["loss"] > evaluate(logits, torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))["loss"]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from netcut.data.datasets import SplitConfig
@@ -43,7 +43,8 @@ class ExploreConfig:
     strategy: str = "netcut"
     granularity: str = "block"
     fine_tune_blocks: int | None = None  # None: no fine-tuning unless a budget is given; -1: every layer; K: last K
-    fine_tune_epochs: int = 8  # the most epochs any candidate gets (the schedule's horizon)
+    fine_tune_epochs: int | None = None  # the most epochs any candidate gets; None: 8, more on small data (plan_epochs)
+    distill: float = 0.0  # weight of the soft targets of the most accurate full network (0: no distillation)
     fine_tune_top: int = 4  # per deadline, how many of the best probes start successive halving
     budget_s: float | None = None  # wall time for fine-tuning, all deadlines together; None: no limit
     train_device: str = "cpu"  # cpu, cuda or auto: feature extraction and fine-tuning (not latency)
@@ -86,9 +87,12 @@ class ExploreConfig:
             raise NetcutError(f"fine-tune-blocks must be all or ≥ 0, got {self.fine_tune_blocks}",
                               "pass --fine-tune-blocks all, or a number of blocks")
         for name in ("fine_tune_epochs", "fine_tune_top"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise NetcutError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
                                   f"pass --{name.replace('_', '-')} 1 or more")
+        if not 0 <= self.distill < 1:
+            raise NetcutError(f"--distill is the soft targets' weight, in [0, 1); got {self.distill}",
+                              "pass e.g. --distill 0.5 (0: no distillation)")
         if self.budget_s is not None and not self.budget_s > 0:
             raise NetcutError(f"the fine-tuning budget must be positive, got {self.budget_s} s",
                               "pass e.g. --budget 10m (or leave it out: no fine-tuning)")
@@ -153,8 +157,12 @@ class ExploreConfig:
     def fine_tune_config(self, flip: bool = False) -> FineTuneConfig:
         """How the promising candidates are fine-tuned (every layer unless told otherwise)."""
         blocks = ALL_BLOCKS if not self.fine_tune_blocks else self.fine_tune_blocks
-        return FineTuneConfig(blocks=blocks, max_epochs=self.fine_tune_epochs, flip=flip, seed=self.seed,
-                              device=resolve_device(self.train_device))
+        # epochs given: exactly that horizon; else the default, stretched on small data to enough optimizer steps
+        config = FineTuneConfig(blocks=blocks, flip=flip, seed=self.seed, device=resolve_device(self.train_device),
+                                distill_weight=self.distill)
+        if self.fine_tune_epochs is not None:
+            config = replace(config, max_epochs=self.fine_tune_epochs, min_steps=0)
+        return config
 
     def split_config(self) -> SplitConfig:
         """How the data is split and limited."""

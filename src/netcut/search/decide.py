@@ -6,6 +6,7 @@ and is not known yet, it returns a decision `pending` on that candidate: the cal
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from netcut.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
@@ -17,33 +18,61 @@ def relative_gain(score: float, baseline: float) -> float:
     return 100.0 * (score - baseline) / baseline
 
 
-# estimates closer than this are one speed for breaking ties: the timing tolerance (timings of one network in two runs
-# differ by up to about this much), so noise does not decide between equally accurate networks
+# estimates closer than this are one speed for breaking exact ties: the timing tolerance (timings of one network in two
+# runs differ by up to about this much), so noise does not decide between equally accurate networks
 TIE_SPEED_PCT = 10.0
 
 Ranked = tuple[TrainingRecord, Candidate]
 
 
+def score_noise(record: TrainingRecord) -> float:
+    """How far apart two validation accuracies must be to differ beyond the validation set's noise: one standard
+    error of the accuracy, at least one image (90 images at 0.92: 0.029, about 3 images). 0 where the record
+    does not say how many images it was scored on, or for soft-label scores."""
+    val = record.metrics.get("val", {})
+    n = float(val.get("count", 0.0))
+    if n < 1 or "accuracy" not in val:
+        return 0.0
+    p = record.val_score
+    return max(math.sqrt(max(p * (1 - p), 0.0) / n), 1.0 / n) + 1e-9
+
+
+def val_loss(record: TrainingRecord) -> float:
+    """The validation cross-entropy (inf where the record has none): among accuracies within the noise, the lower loss
+    predicts the higher test accuracy better (docs/benchmarks/small_data.md measures it)."""
+    return float(record.metrics.get("val", {}).get("loss", math.inf))
+
+
 def _ranked(candidates: list[Candidate], records: list[TrainingRecord]) -> list[Ranked]:
-    """(record, candidate) pairs, best validation score first. Ties go to the clearly faster (estimates more than
-    TIE_SPEED_PCT apart); among equally fast ones to the frozen trunk, fewer MACs, then by name: two runs whose
-    timings differ a little break a tie alike (the stems of two backbones are the same network)."""
+    """(record, candidate) pairs, most accurate first. Scores within the validation set's noise of the best one left
+    (score_noise) are a tie, won by the lower validation loss. Exact ties (equal scores, equal or unknown losses) go to
+    the clearly faster (estimates more than TIE_SPEED_PCT apart); among equally fast ones to the frozen trunk, fewer
+    MACs, then by name: two runs whose timings differ a little break a tie alike."""
     pairs = sorted(((r, c) for c in candidates for r in records if r.matches(c)),
                    key=lambda rc: (-rc[0].val_score, rc[1].estimate.p50))
     ranked: list[Ranked] = []
-    tied: list[Ranked] = []  # equal score, each within TIE_SPEED_PCT of the one before
-
-    def flush() -> None:
-        ranked.extend(sorted(tied, key=lambda rc: (rc[0].finetune_blocks, rc[1].cut.macs, str(rc[1].id))))
-        tied.clear()
-
-    for r, c in pairs:
-        if tied and (r.val_score != tied[-1][0].val_score
-                     or c.estimate.p50 > tied[-1][1].estimate.p50 * (1 + TIE_SPEED_PCT / 100)):
-            flush()
-        tied.append((r, c))
-    flush()
+    while pairs:
+        top = pairs[0][0]
+        band = [rc for rc in pairs if rc[0].val_score >= top.val_score - score_noise(top)]
+        first = min(band, key=lambda rc: (val_loss(rc[0]), -rc[0].val_score))
+        exact = [rc for rc in band if (rc[0].val_score, val_loss(rc[0])) == (first[0].val_score, val_loss(first[0]))]
+        ranked.extend(_exact_ties(exact))
+        pairs = [rc for rc in pairs if rc not in exact]
     return ranked
+
+
+def _exact_ties(tied: list[Ranked]) -> list[Ranked]:
+    """Equal scores: the clearly faster first, then the frozen trunk, fewer MACs, the name."""
+    tied = sorted(tied, key=lambda rc: rc[1].estimate.p50)
+    ordered: list[Ranked] = []
+    group: list[Ranked] = []
+    for rc in tied:
+        if group and rc[1].estimate.p50 > group[-1][1].estimate.p50 * (1 + TIE_SPEED_PCT / 100):
+            ordered.extend(sorted(group, key=lambda g: (g[0].finetune_blocks, g[1].cut.macs, str(g[1].id))))
+            group = []
+        group.append(rc)
+    ordered.extend(sorted(group, key=lambda g: (g[0].finetune_blocks, g[1].cut.macs, str(g[1].id))))
+    return ordered
 
 
 def feasible(deadline: Deadline, candidates: list[Candidate]) -> list[Candidate]:

@@ -1,8 +1,13 @@
 """Fine-tune a TRN from images, epoch by epoch, starting from its probe's head; resumable at every epoch.
 
-The recipe: AdamW with a one-cycle schedule over the planned epochs, label smoothing, random shifts (and flips where
-the labels allow them), BatchNorm statistics updated with the layers that train (docs/benchmarks/fine_tuning.md
-measures it). A FineTuner holds one candidate's state; the fine-tuning stage decides how many epochs each gets.
+The recipe (LP-FT: the probe's head first, then every layer): AdamW, a cosine cycle per rung of successive halving
+(warm-up, then decay to almost nothing, so every rung is judged after its decay), BatchNorm statistics as pretrained,
+label smoothing, random shifts (and flips where the labels allow them), and optionally soft targets from a teacher
+network. With this schedule the trunk trains best at the head's learning rate: a lower one gained less at every data
+size measured (docs/benchmarks/finetune_recipe_fashion.md, _digits.md). On a few hundred images an epoch is a handful of steps:
+the plan then counts more epochs, so that a rung and the whole schedule take enough steps to learn anything
+(docs/benchmarks/small_data.md measures the recipe). A FineTuner holds one candidate's state; the fine-tuning stage
+decides how many epochs each gets.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from netcut.data.datasets import Dataset
@@ -34,10 +41,15 @@ class FineTuneConfig:
     """How a TRN is fine-tuned (recorded with every fine-tuned result)."""
 
     blocks: int = ALL_BLOCKS  # -1: every layer; K ≥ 1: the last K blocks before the cut (the head always trains)
-    max_epochs: int = 8  # the one-cycle schedule's horizon; successive halving stops most candidates earlier
+    max_epochs: int = 8  # the horizon (more on small data: plan_epochs); successive halving stops most earlier
     batch_size: int = 64
     lr: float = 1e-3  # the schedule's peak for the head
-    trunk_lr_factor: float = 1.0  # the trunk's peak is lr x this
+    trunk_lr_factor: float = 1.0  # the trunk's peak is lr x this (0.3, 0.1, 0.03 measured: each gained less)
+    min_rung_steps: int = 50  # the first rung takes at least this many optimizer steps (several epochs on small data)
+    min_steps: int = 400  # the horizon takes at least this many steps (at most MAX_EPOCH_FACTOR x max_epochs epochs)
+    warmup: float = 0.1  # share of each rung's cycle spent warming up
+    distill_weight: float = 0.0  # 0: hard labels only; w: (1-w) x label loss + w x soft-target loss from a teacher
+    distill_temperature: float = 2.0
     weight_decay: float = 0.05
     label_smoothing: float = 0.1  # hard labels only
     shift: float = 1 / 16  # random translations of up to this fraction of the side
@@ -55,6 +67,48 @@ class FineTuneConfig:
     def label(self) -> str:
         """'all' or the number of blocks, for reports."""
         return "all" if self.blocks == ALL_BLOCKS else str(self.blocks)
+
+
+MAX_EPOCH_FACTOR = 8  # small data: the horizon grows to at most 8x max_epochs epochs
+
+
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over the training images."""
+    return max(1, -(-train_images // batch_size))
+
+
+def plan_epochs(train_images: int, config: FineTuneConfig) -> list[int]:
+    """Epoch targets of successive halving's rungs, doubling, the horizon last. On small data an epoch is a few steps:
+    the first rung lasts at least min_rung_steps and the horizon at least min_steps (up to MAX_EPOCH_FACTOR x
+    max_epochs), so that the budget a small dataset leaves goes to longer training rather than unused."""
+    steps = steps_per_epoch(train_images, config.batch_size)
+    horizon = min(max(config.max_epochs, -(-config.min_steps // steps)), MAX_EPOCH_FACTOR * config.max_epochs)
+    first = min(horizon, max(1, -(-config.min_rung_steps // steps)))
+    targets, e = [], first
+    while e < horizon:
+        targets.append(e)
+        e *= 2
+    return targets + [horizon]
+
+
+def lr_multiplier(step: int, boundaries: list[int], warmup: float) -> float:
+    """The learning rate at an optimizer step, as a share of the peak: a cycle per rung (boundaries: the step at
+    which each rung ends), a linear warm-up over `warmup` of it, then a cosine decay to 1% at its end. Each rung ends
+    decayed, so the entrants of a rung are compared at the same, settled point of their schedules."""
+    start = 0
+    for end in boundaries:
+        if step < end:
+            break
+        start = end
+    else:
+        return 0.01
+    length = end - start
+    t = step - start
+    ramp = max(1, round(warmup * length))
+    if t < ramp:
+        return (t + 1) / ramp
+    progress = (t + 1 - ramp) / max(1, length - ramp)  # 1 at the rung's last step
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def resolve_device(requested: str) -> str:
@@ -93,23 +147,39 @@ def trainable_parameter_names(traced: TracedNetwork, block_cuts: list[CutPoint],
     return names
 
 
-def evaluate_images(model: nn.Module, dataset: Dataset, split: str, size: int, mean: tuple[float, ...],
-                    std: tuple[float, ...], batch_size: int = 64, device: str = "cpu") -> dict[str, float]:
-    """Metrics of a TRN run on images of one split."""
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's soft-target loss: KL(teacher || student) at a temperature, scaled by T² so its gradients keep their
+    size whatever the temperature."""
+    t = temperature
+    return F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
+def predict_images(model: nn.Module, dataset: Dataset, split: str, size: int, mean: tuple[float, ...],
+                   std: tuple[float, ...], batch_size: int = 64, device: str = "cpu"
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A TRN's logits on the images of one split (in the split's order, on the CPU) and their targets."""
     model.eval()
     logits, targets = [], []
     with torch.inference_mode():
         for x, y in dataset.batches(split, size, mean, std, batch_size):
             logits.append(model(x.to(device)).float().cpu())
             targets.append(y)
-    return evaluate(torch.cat(logits), torch.cat(targets))
+    return torch.cat(logits), torch.cat(targets)
+
+
+def evaluate_images(model: nn.Module, dataset: Dataset, split: str, size: int, mean: tuple[float, ...],
+                    std: tuple[float, ...], batch_size: int = 64, device: str = "cpu") -> dict[str, float]:
+    """Metrics of a TRN run on images of one split."""
+    return evaluate(*predict_images(model, dataset, split, size, mean, std, batch_size, device))
 
 
 class FineTuner:
     """One candidate's fine-tuning state: the TRN, its optimizer and schedule, the epochs done, the best state."""
 
     def __init__(self, traced: TracedNetwork, cut: CutPoint, block_cuts: list[CutPoint], classifier: nn.Module,
-                 dataset: Dataset, config: FineTuneConfig, head: HeadSpec = HeadSpec()) -> None:
+                 dataset: Dataset, config: FineTuneConfig, head: HeadSpec = HeadSpec(),
+                 teacher_logits: np.ndarray | None = None) -> None:
         self.traced, self.cut, self.dataset, self.config = traced, cut, dataset, config
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
@@ -127,19 +197,24 @@ class FineTuner:
             m for m in norms if not any(p.requires_grad for p in m.parameters(recurse=False))]
         trunk = [p for p in self.trn.prefix.parameters() if p.requires_grad]
         groups: list[dict[str, Any]] = [{"params": list(self.trn.head.parameters()), "lr": config.lr}]
-        peaks = [config.lr]
+        self.peaks = [config.lr]
         if trunk:
             groups.append({"params": trunk, "lr": config.lr * config.trunk_lr_factor})
-            peaks.append(config.lr * config.trunk_lr_factor)
+            self.peaks.append(config.lr * config.trunk_lr_factor)
         self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-        steps = max(1, config.max_epochs * -(-len(dataset.splits["train"]) // config.batch_size))
-        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=peaks, total_steps=steps,
-                                                            pct_start=0.15)
+        train_images = len(dataset.splits["train"])
+        self.rungs = plan_epochs(train_images, config)
+        per_epoch = steps_per_epoch(train_images, config.batch_size)
+        self.boundaries = [e * per_epoch for e in self.rungs]  # the step at which each rung's cycle ends
+        self.step = 0
+        # soft targets of the teacher, one row per training image (in the order of the train split), or None
+        self.teacher = None if teacher_logits is None else torch.from_numpy(np.asarray(teacher_logits, np.float32))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
         self.history: list[float] = []  # validation score after each epoch
         self.start_score = float("-inf")  # the probe's, before any epoch: epoch 0 of the race
         self.best_score = float("-inf")
+        self.best_metrics: dict[str, float] = {}  # validation metrics of the best state
         self.best_state: dict[str, torch.Tensor] = {}
         self.seconds = 0.0
 
@@ -150,9 +225,9 @@ class FineTuner:
             return 0
         return 1 + int(np.argmax(self.history))
 
-    def _keep_if_best(self, score: float) -> None:
-        if score > self.best_score + 1e-9:
-            self.best_score = score
+    def _keep_if_best(self, metrics: dict[str, float]) -> None:
+        if metrics["score"] > self.best_score + 1e-9:
+            self.best_score, self.best_metrics = metrics["score"], dict(metrics)
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.trn.state_dict().items()}
 
     def train_epoch(self, reporter: Reporter = QUIET) -> float:
@@ -161,8 +236,9 @@ class FineTuner:
         if self.epoch == 0 and not self.best_state:
             # the probe is epoch 0 of the race: the best state, the one kept, can only improve on it (a few hundred
             # images and a learning rate that hurts the pretrained features must not end below the probe)
-            self.start_score = self.evaluate("val")["score"]
-            self._keep_if_best(self.start_score)
+            probe = self.evaluate("val")
+            self.start_score = probe["score"]
+            self._keep_if_best(probe)
         b, c = self.traced.backbone, self.config
         # every random draw of an epoch follows from (seed, epoch): a resumed run repeats it exactly
         torch.manual_seed(c.seed * 1000 + self.epoch)
@@ -173,23 +249,31 @@ class FineTuner:
         for module in self.frozen_norms:
             module.eval()  # frozen layers keep their statistics
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16 and bf16_native(self.device))
-        label = f"fine-tuning {b.name} @ {self.cut.name}, epoch {self.epoch + 1}/{c.max_epochs}"
+        label = f"fine-tuning {b.name} @ {self.cut.name}, epoch {self.epoch + 1}/{self.rungs[-1]}"
+        batches = self.dataset.batches("train", self.traced.input_size, b.mean, b.std, c.batch_size, order)
         with torch.inference_mode(False), reporter.bar(label, steps) as advance:
-            for x, y in self.dataset.batches("train", self.traced.input_size, b.mean, b.std, c.batch_size, order):
+            for i, (x, y) in enumerate(batches):
                 x = augment(x, self.generator, c.shift, c.flip).to(self.device, memory_format=torch.channels_last)
                 y = y.to(self.device)
+                for group, peak in zip(self.optimizer.param_groups, self.peaks, strict=True):
+                    group["lr"] = peak * lr_multiplier(self.step, self.boundaries, c.warmup)
                 self.optimizer.zero_grad(set_to_none=True)
                 with autocast:
-                    logits = self.trn(x)
-                loss_fn(logits.float(), y, c.label_smoothing if y.dim() == 1 else 0.0).backward()
+                    logits = self.trn(x).float()
+                loss = loss_fn(logits, y, c.label_smoothing if y.dim() == 1 else 0.0)
+                if self.teacher is not None and c.distill_weight > 0:
+                    soft = self.teacher[order[i * c.batch_size:(i + 1) * c.batch_size]].to(self.device)
+                    loss = (1 - c.distill_weight) * loss + c.distill_weight * distillation_loss(
+                        logits, soft, c.distill_temperature)
+                loss.backward()
                 self.optimizer.step()
-                if self.schedule.last_epoch + 1 < self.schedule.total_steps:
-                    self.schedule.step()
+                self.step += 1
                 advance()
         self.epoch += 1
-        score = self.evaluate("val")["score"]
+        metrics = self.evaluate("val")
+        score = metrics["score"]
         self.history.append(score)
-        self._keep_if_best(score)
+        self._keep_if_best(metrics)
         self.seconds += time.perf_counter() - start
         return score
 
@@ -210,8 +294,9 @@ class FineTuner:
         """Everything needed to continue after a kill: weights, optimizer, schedule, epoch, history, best state."""
         # copies: on the CPU .cpu() is the live tensor itself, and a tuner may train on after its checkpoint is taken
         return {"model": {k: v.detach().cpu().clone() for k, v in self.trn.state_dict().items()},
-                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "schedule": self.schedule.state_dict(),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "step": self.step,
                 "epoch": self.epoch, "history": list(self.history), "best_score": self.best_score,
+                "best_metrics": dict(self.best_metrics),
                 "start_score": self.start_score,
                 "best_state": self.best_state, "seconds": self.seconds}
 
@@ -219,10 +304,11 @@ class FineTuner:
         """Continue from a checkpoint."""
         self.trn.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.schedule.load_state_dict(checkpoint["schedule"])
+        self.step = int(checkpoint["step"])
         self.epoch = int(checkpoint["epoch"])
         self.history = [float(v) for v in checkpoint["history"]]
         self.best_score = float(checkpoint["best_score"])
-        self.start_score = float(checkpoint.get("start_score", float("-inf")))
+        self.best_metrics = dict(checkpoint["best_metrics"])
+        self.start_score = float(checkpoint["start_score"])
         self.best_state = dict(checkpoint["best_state"])
         self.seconds = float(checkpoint["seconds"])

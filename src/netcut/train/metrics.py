@@ -22,14 +22,25 @@ def top1_agreement(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float((predicted.argmax(1) == target.argmax(1)).float().mean())
 
 
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean cross-entropy (no label smoothing) to class indices or to target distributions."""
+    log_probs = torch.log_softmax(logits.double(), 1)
+    if targets.dim() == 1:
+        return float(-log_probs.gather(1, targets.long().view(-1, 1)).mean())
+    return float(-(targets.double() * log_probs).sum(1).mean())
+
+
 def evaluate(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """All metrics for the label kind; 'score' is the one to maximise (accuracy or angular similarity)."""
+    """All metrics for the label kind; 'score' is the one to maximise (accuracy or angular similarity); 'loss'
+    (cross-entropy) breaks ties between scores within a validation set's noise; 'count' is the number of samples."""
+    common = {"loss": cross_entropy(logits, targets), "count": float(len(targets))}
     if targets.dim() == 1:
         accuracy = top1_accuracy(logits, targets)
-        return {"score": accuracy, "accuracy": accuracy}
+        return {"score": accuracy, "accuracy": accuracy, **common}
     probs = logits.softmax(1)
     angular = angular_similarity(probs, targets)
-    return {"score": angular, "angular_similarity": angular, "top1_agreement": top1_agreement(probs, targets)}
+    return {"score": angular, "angular_similarity": angular, "top1_agreement": top1_agreement(probs, targets),
+            **common}
 
 
 def metric_name(soft: bool) -> str:
