@@ -19,7 +19,7 @@ demo: venv dataset
 	$(VENV)/bin/netcut demo
 
 test: venv agent-venv dataset
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 # Everything but the tests marked slow: the loop while working (CI runs `make test`, everything)
 test-fast: venv agent-venv dataset

@@ -71,6 +71,7 @@ def main() -> None:
                                harness=HarnessConfig(repeats=args.repeats, threads=args.threads))
     rows, pooled = {}, {"remote": [], "bundle": [], "ray": [], "local again": []}
     cluster = LocalRayCluster(nodes=2, devices=("bench",)).__enter__()
+    joined = None
     try:
         os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})  # before ray reads
         from netcut.ray_cluster import RayCluster
@@ -101,7 +102,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        joined.close()
+        if joined is not None:
+            joined.close()
         cluster.stop()
     overall = {k: agreement(np.concatenate(v), np.ones(sum(len(x) for x in v))) for k, v in pooled.items()}
     data = {"machine": machine(), "size": args.size, "repeats": args.repeats, "threads": args.threads,

@@ -405,6 +405,7 @@ def _profile_devices(args: argparse.Namespace, harness: HarnessConfig, specs: li
 def cmd_profile(args: argparse.Namespace) -> int:
     """Estimate every TRN's latency and write a portable table."""
     from netcut.ray_cluster import RayCluster
+    from netcut.search.executors import check_executor_args
 
     harness = _harness(args)
     if args.bundle:
@@ -417,8 +418,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise errors.NetcutError("profile --executor ray times on the devices of a Ray cluster, and none is given",
                                  "add --device ray:NAME (a node started with --resources='{\"device:NAME\": 1}'), "
                                  "or drop --executor ray to profile this machine")
-    if args.ray_address and args.executor != "ray":
-        raise errors.NetcutError("--ray-address needs --executor ray", "add --executor ray, or drop --ray-address")
+    check_executor_args(args.executor, args.ray_address)
     cluster = RayCluster(args.ray_address) if args.executor == "ray" else None
     try:
         tables = _profile_devices(args, harness, specs, cluster)

@@ -124,6 +124,9 @@ def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path):
     result = subprocess.run([EXE, *BASE, "--run-dir", str(tmp_path), "--ray-address", "127.0.0.1:6379"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--ray-address needs --executor ray" in result.stderr
+    profile = subprocess.run([EXE, "profile", "efficientnet_lite0", "--ray-address", "127.0.0.1:6379"],
+                             capture_output=True, text=True, timeout=120)
+    assert profile.returncode == 2 and "--ray-address needs --executor ray" in profile.stderr
 
 
 # one backbone, no fine-tuning: the latency stage and verification are what these runs are about

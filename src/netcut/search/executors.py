@@ -152,12 +152,17 @@ class RayExecutor:
             self.cluster.close()
 
 
+def check_executor_args(name: str, address: str | None) -> None:
+    """A Ray address only makes sense with the Ray executor."""
+    if address and name != "ray":
+        raise NetcutError("--ray-address needs --executor ray", "add --executor ray, or drop --ray-address")
+
+
 def create_executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:
     """The executor `--executor` names (a Ray one joins the cluster at `address`; its `cluster` serves Ray
     devices too)."""
+    check_executor_args(name, address)
     if name == "local":
-        if address:
-            raise NetcutError("--ray-address needs --executor ray", "add --executor ray, or drop --ray-address")
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(address)

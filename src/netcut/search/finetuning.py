@@ -240,13 +240,17 @@ class FineTuning:
         key = record_key(self.ctx, candidate, config)
         stored = self.ctx.store.get_artifact(key + TEACHER)
         if stored is None:
-            if isinstance(self.train_to([(candidate, probe)], horizon, budget, config), str):
-                self.ctx.reporter.warn(f"no distillation: the budget did not let the teacher ({candidate.label}) "
-                                       "finish its fine-tuning (a larger --budget would)")
-                self.config = config  # the students learn from the labels alone, and are recorded so
-                return
+            finished = not isinstance(self.train_to([(candidate, probe)], horizon, budget, config), str)
             tuner = tuner_for(self.networks[candidate.model], self.ctx.dataset, self.head,
                               self._job(candidate, probe, key, config))
+            if tuner.best_epoch == 0:  # no epoch, or none better than its probe: nothing to teach beyond the labels
+                self.ctx.reporter.warn(f"no distillation: the teacher ({candidate.label}) did not improve on its "
+                                       "probe within its share of the budget (a larger --budget would let it)")
+                self.config = config  # the students learn from the labels alone, and are recorded so
+                return
+            if not finished:
+                self.ctx.reporter.note(f"the teacher ({candidate.label}) teaches from its best epoch so far "
+                                       f"({tuner.best_epoch} of {horizon}): the budget stopped it")
             b = tuner.traced.backbone
             logits, _ = predict_images(tuner.best().to(config.device), self.ctx.dataset, "train",
                                        tuner.traced.input_size, b.mean, b.std, device=config.device)

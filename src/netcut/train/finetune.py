@@ -4,10 +4,9 @@ The recipe (LP-FT: the probe's head first, then every layer): AdamW, a cosine cy
 (warm-up, then decay to almost nothing, so every rung is judged after its decay), BatchNorm statistics as pretrained,
 label smoothing, random shifts (and flips where the labels allow them), and optionally soft targets from a teacher
 network. With this schedule the trunk trains best at the head's learning rate: a lower one gained less at every data
-size measured (docs/benchmarks/finetune_recipe_fashion.md, _digits.md). On a few hundred images an epoch is a handful of steps:
-the plan then counts more epochs, so that a rung and the whole schedule take enough steps to learn anything
-(docs/benchmarks/small_data.md measures the recipe). A FineTuner holds one candidate's state; the fine-tuning stage
-decides how many epochs each gets.
+size measured (docs/benchmarks/finetune_recipe_fashion.md, _digits.md). On a few hundred images an epoch is a
+handful of steps: the plan then counts more epochs, so that a rung and the whole schedule take enough steps to learn
+anything. A FineTuner holds one candidate's state; the fine-tuning stage decides how many epochs each gets.
 """
 
 from __future__ import annotations
