@@ -45,3 +45,13 @@ def write(name: str, data: dict, markdown: str) -> None:
               f"{', ' + runtimes if runtimes else ''}. Reproduce: `{m['command']}`._\n\n")
     (DOCS / f"{name}.md").write_text(markdown.replace("{header}", header))
     print(f"wrote {DOCS / name}.json and .md")
+
+
+def load_row_files(paths: list[str]) -> list[dict]:
+    """The parts ({"machine", "args", "rows"}) of row files written by runs of one benchmark: a file holds one part,
+    or a list of them (several runs of one machine gathered in one file)."""
+    parts: list[dict] = []
+    for path in paths:
+        loaded = json.loads(Path(path).read_text())
+        parts += loaded if isinstance(loaded, list) else [loaded]
+    return parts

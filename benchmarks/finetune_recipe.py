@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, write  # noqa: E402
+from _common import load_row_files, machine, write  # noqa: E402
 from netcut.backbones import load_backbone  # noqa: E402
 from netcut.data.datasets import SplitConfig, load_dataset  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
@@ -80,7 +80,7 @@ def report(rows: list[dict], args: dict, name: str, where: dict) -> None:
 
 def merge(paths: list[str], name: str) -> None:
     """One page from the row files of several runs (e.g. one per factor, side by side on one GPU)."""
-    parts = [json.loads(Path(p).read_text()) for p in paths]
+    parts = load_row_files(paths)
     args = dict(parts[0]["args"], factors=",".join(str(p["args"]["factors"]) for p in parts))
     where = dict(parts[0]["machine"], command="bash benchmarks/finetune_recipe_gpu.sh (one process per size and "
                  "factor, merged with --merge)")

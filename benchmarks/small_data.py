@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, write  # noqa: E402
+from _common import load_row_files, machine, write  # noqa: E402
 from netcut.progress import QUIET, Reporter  # noqa: E402
 from netcut.results import Choice, ExploreResult  # noqa: E402
 from netcut.search.config import ExploreConfig  # noqa: E402
@@ -217,11 +217,7 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", help="row files to merge into docs/benchmarks/small_data.md")
     args = parser.parse_args()
     if args.merge:
-        parts: list[dict] = []
-        for path in args.merge:  # a row file, or a list of them (the runs of one machine gathered in one file)
-            loaded = json.loads(Path(path).read_text())
-            parts += loaded if isinstance(loaded, list) else [loaded]
-        report(parts)
+        report(load_row_files(args.merge))
         return
     run(args)
 
