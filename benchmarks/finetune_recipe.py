@@ -31,24 +31,26 @@ from netcut.train.probe import TrainConfig, fit_head  # noqa: E402
 CUT_SHARES = (0.5, 0.75)  # where along Lite0's block cuts the TRNs end
 
 
-def run_one(data, traced, cuts, cut, config: FineTuneConfig) -> dict:
-    """Probe, then fine-tune one TRN; their scores."""
+def run_one(data, traced, cuts, cut, config: FineTuneConfig, teacher_logits=None, keep: bool = False) -> dict:
+    """Probe, then fine-tune one TRN (with soft targets where given); their scores, and the fine-tuned network
+    itself with `keep`."""
     features = {s: extract_features(traced, [cut.name], data, s, device=config.device)
                 for s in ("train", "val", "test")}
     (tx, ty), (vx, vy), (sx, sy) = (features[s] for s in ("train", "val", "test"))
     probe = fit_head(tx[cut.name], ty, vx[cut.name], vy, data.num_classes, TrainConfig(seed=config.seed),
                      sx[cut.name], sy)
     start = time.perf_counter()
-    tuner = FineTuner(traced, cut, cuts, probe.classifier, data, config)
+    tuner = FineTuner(traced, cut, cuts, probe.classifier, data, config, teacher_logits=teacher_logits)
     while tuner.epoch < tuner.rungs[-1]:
         tuner.train_epoch()
     b = traced.backbone
     best = tuner.best()
     test = evaluate_images(best.to(config.device), data, "test", traced.input_size, b.mean, b.std,
                            device=config.device)["score"]
-    return {"cut": cut.name, "probe_val": probe.val["score"], "probe_test": probe.test["score"],
-            "tuned_val": tuner.best_score, "tuned_test": test, "best_epoch": tuner.best_epoch,
-            "epochs": tuner.epoch, "seconds": time.perf_counter() - start}
+    row = {"cut": cut.name, "probe_val": probe.val["score"], "probe_test": probe.test["score"],
+           "tuned_val": tuner.best_score, "tuned_test": test, "best_epoch": tuner.best_epoch,
+           "epochs": tuner.epoch, "seconds": time.perf_counter() - start}
+    return {**row, "network": best} if keep else row
 
 
 def report(rows: list[dict], args: dict, name: str, where: dict) -> None:

@@ -115,8 +115,14 @@ def test_exhaustive_trains_every_candidate(cli, tmp_path, latencies):
     result = explore(cli, tmp_path, "--deadline", "1000", "--strategy", "exhaustive", "--json", "--no-report")
     data = json.loads(result.stdout)
     assert data["trained"] == len(data["candidates"]) == len(probe["candidates"])
-    # the same winner as netcut on a loose deadline (the deepest cuts are proposed either way) or a better one
-    assert data["chosen"]["val_score"] >= probe["chosen"]["val_score"]
+    # it trains what netcut trains and more: its best validation score is netcut's or better (the choice itself may
+    # be another network within the validation noise, one with a lower validation loss)
+
+    def best(run: dict) -> float:
+        return max(row["val_score"] for row in run["candidates"] if row["trained"])
+
+    widest_band = 0.5 / math.sqrt(data["dataset"]["sizes"]["val"])  # one standard error at an accuracy of 0.5
+    assert best(data) >= best(probe) and data["chosen"]["val_score"] >= best(data) - widest_band
 
 
 def test_infeasible_deadline_exits_3_with_the_fastest_latency(cli, tmp_path):

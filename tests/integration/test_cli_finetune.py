@@ -42,11 +42,11 @@ def tuned(tmp_path_factory):
     argv = [*BASE[:BASE.index("--fine-tune-epochs") + 1], "12", *BASE[BASE.index("--fine-tune-epochs") + 2:]]
     result = run_cli(*argv, "--budget", "10m", "--distill", "0.5", "--run-dir", str(run_dir), timeout=900)
     assert result.returncode == 0, result.stderr
-    return run_dir, json.loads(result.stdout)
+    return run_dir, json.loads(result.stdout), result.stderr
 
 
 def test_successive_halving_and_a_fair_baseline(tuned):
-    run_dir, data = tuned
+    run_dir, data, _ = tuned
     tuned_records = [r for r in records(run_dir) if r["blocks"] == -1]
     epochs = sorted(r["metrics"]["epochs"] for r in tuned_records)
     # 2 candidates start (the first rung: 10 epochs), the better one continues to 12; the baseline (the full
@@ -61,10 +61,15 @@ def test_successive_halving_and_a_fair_baseline(tuned):
     assert data["stage_seconds"]["fine_tuning"] > 0
 
 
+def test_a_budget_mostly_unused_is_reported(tuned):
+    *_, stderr = tuned
+    assert "of its 600 s budget" in stderr and "12-epoch schedule" in stderr
+
+
 def test_the_choice_is_the_best_validated_within_the_validation_noise(tuned):
     """Scores within one standard error of the best (75 validation images: about 3) are a tie, won by the lower
     validation loss."""
-    run_dir, data = tuned
+    run_dir, data, _ = tuned
     every = records(run_dir)
     best = max(every, key=lambda r: r["val"])
     count = best["metrics"]["val"]["count"]
@@ -76,7 +81,7 @@ def test_the_choice_is_the_best_validated_within_the_validation_noise(tuned):
 
 
 def test_on_a_few_hundred_images_no_fine_tuned_network_ends_below_its_probe(tuned):
-    run_dir, _ = tuned
+    run_dir, _, _ = tuned
     every = records(run_dir)
     probes = {r["cut"]: r["val"] for r in every if r["blocks"] == 0}
     tuned_records = [r for r in every if r["blocks"] == -1]
@@ -86,7 +91,7 @@ def test_on_a_few_hundred_images_no_fine_tuned_network_ends_below_its_probe(tune
 def test_the_students_learn_from_the_fine_tuned_full_network(tuned):
     """--distill: the full network is fine-tuned once on the labels (the teacher); every other fine-tuned network
     learns from its soft targets too."""
-    run_dir, _ = tuned
+    run_dir, _, _ = tuned
     tuned_records = [r for r in records(run_dir) if r["blocks"] == -1]
     teachers = [r for r in tuned_records if not r["metrics"]["distilled"]]
     assert len(teachers) == 1 and teachers[0]["cut"] == "bn2"

@@ -59,10 +59,9 @@ def head_nodes(onnx_bytes: bytes) -> list[str]:
     return [n.name for n in model.graph.node if n.name.startswith("/head/") and n.op_type in FLOAT_HEAD_OPS]
 
 
-def quantize_onnx(onnx_bytes: bytes, calibration: list[np.ndarray]) -> bytes:
-    """Static int8 QDQ: u8 activations, s8 weights per tensor (faster than s8/s8 per channel on CPUs without int8
-    dot products), calibrated with MinMax on the given inputs; float input and output stay, and so does a TRN's
-    classifier (head_nodes)."""
+def quantize_onnx(onnx_bytes: bytes, calibration: list[np.ndarray], per_channel: bool = False) -> bytes:
+    """Static int8 QDQ: u8 activations, s8 weights per tensor (per output channel with `per_channel`), calibrated
+    with MinMax on the given inputs; float input and output stay, and so does a TRN's classifier (head_nodes)."""
     try:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -81,7 +80,7 @@ def quantize_onnx(onnx_bytes: bytes, calibration: list[np.ndarray]) -> bytes:
         except Exception:  # symbolic shape inference fails on some graphs; quantizing without it still works
             prepared = source
         quantize_static(str(prepared), str(target), Reader("input", calibration), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                         nodes_to_exclude=head_nodes(prepared.read_bytes()))
         return target.read_bytes()
 
