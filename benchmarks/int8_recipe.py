@@ -53,7 +53,7 @@ def main() -> None:
             features = {s: extract_features(traced, [cut.name], data, s) for s in ("train", "val", "test")}
             (tx, ty), (vx, vy), (sx, sy) = (features[s] for s in ("train", "val", "test"))
             head = fit_head(tx[cut.name], ty, vx[cut.name], vy, data.num_classes, TrainConfig(), sx[cut.name], sy)
-            trn = build_trn(traced, cut, data.num_classes, classifier=head.classifier).eval()
+            trn = build_trn(traced, cut, data.num_classes, trained_classifier=head.classifier).eval()
             example = torch.zeros(1, 3, args.size, args.size)
             b = traced.backbone
             calibration = [x.numpy() for x, _ in data.batches("train", args.size, b.mean, b.std, 1)][:128]

@@ -139,7 +139,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                     "off_the_shelf_fine_tuned": median([r["off_the_shelf_fine_tuned"] for r in g]),
                     "gain_probe_pct": median(gains_probe), "gain_fine_tuned_pct": median(gains_ft),
                     "fine_tuning_s": median([r["fine_tuning_s"] for r in g]), "budget_s": g[0]["budget_s"],
-                    "strict_rule": median([r["strict_rule"] for r in g])})
+                    "strict_rule": median([r["strict_rule"] for r in g]),
+                    "chosen_distilled": sum(bool(r["chosen_distilled"]) for r in g)})
     return out
 
 
@@ -174,25 +175,27 @@ def report(parts: list[dict]) -> None:
     summary = summarize(rows)
     ties = tie_rule(rows)
     lines = ["# Small data: probes, fine-tuning and distillation at a deadline", "", "{header}",
-             "EfficientNet-Lite0/1/2 at 64 px, ONNX Runtime fp32 latencies (1 thread) on the machine named per part; "
+             "EfficientNet-Lite0/1/2 at 64 px; latencies from the tables in benchmarks/latency_tables (ONNX Runtime "
+             "fp32, one thread, this project's AMD EPYC), so every run has the same candidates and deadlines; "
              "deadline 1 lies halfway between the full Lite0 and Lite1, deadline 2 between Lite1 and Lite2. A fifth "
              "of the labelled images validate; 1,000 test images (digits: what is left, up to 1,000). Per deadline: "
              "test accuracy of the best probe and the best off-the-shelf probe (NetCut's comparison), the choice "
              "after fine-tuning (fine-tuned, or distilled from the fine-tuned full network at weight 0.5) and the "
              "off-the-shelf network fine-tuned alike; gains are relative (%), medians over seeds.", "",
              "| data | img/class | deadline | variant | runs | probe | off-the-shelf probe | gain (probes) | "
-             "chosen | off-the-shelf fine-tuned | gain (fine-tuned) | fine-tuning s (budget) |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "chosen | off-the-shelf fine-tuned | gain (fine-tuned) | choices distilled | fine-tuning s (budget) |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summary:
         lines.append(f"| {s['data']} | {s['per_class']} | {s['deadline']} | {s['variant']} | {s['runs']} | "
                      f"{_fmt(s['probe'])} | {_fmt(s['off_the_shelf_probe'])} | {_fmt(s['gain_probe_pct'], True)} | "
                      f"{_fmt(s['chosen'])} | {_fmt(s['off_the_shelf_fine_tuned'])} | "
-                     f"{_fmt(s['gain_fine_tuned_pct'], True)} | {s['fine_tuning_s']:.0f} ({s['budget_s']:.0f}) |")
+                     f"{_fmt(s['gain_fine_tuned_pct'], True)} | {s['chosen_distilled']} | "
+                     f"{s['fine_tuning_s']:.0f} ({s['budget_s']:.0f}) |")
     lines += ["", "## The tie rule", "",
               f"Of {ties['decisions']} decisions, {ties['differ']} chose otherwise than the highest validation "
               f"accuracy alone would have (scores within one standard error are a tie, won by the lower validation "
               f"loss). Of those, the tie rule's choice tested better {ties['band_better']} times and worse "
-              f"{ties['strict_better']} times; median difference {_fmt(ties['median_points'])} points, total "
+              f"{ties['strict_better']} times; median difference {ties['median_points'] or 0:+.2f} points, total "
               f"{ties['total_points']:+.1f} points.", "",
               "Where each part ran: " + "; ".join(sorted({f"{p['args']['data']} {p['args']['per_class']}/class on "
                                                           f"{p['machine'].get('gpu') or p['machine']['cpu']} "

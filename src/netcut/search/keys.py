@@ -7,6 +7,14 @@ import json
 
 from netcut.types import CandidateId
 
+# how int8 networks are quantized: part of every int8 key, so that results of an earlier recipe (ONNX weights per
+# tensor) are not reused for networks quantized another way
+INT8_RECIPE = "weights-per-channel"
+
+
+def _precision(precision: str) -> str:
+    return precision if precision == "fp32" else f"{precision}/{INT8_RECIPE}"
+
 
 def _digest(parts: list[object]) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
@@ -23,11 +31,11 @@ def training_key(identity: str, cut: str, head: str, dataset: str, train_config:
     fine-tuning configuration's digest); int8 records also name the backend whose runtime computed their
     features."""
     config = train_config + (f"|ft:{finetune_config}" if finetune_blocks else "")
-    return _digest([identity, cut, head, dataset, config, finetune_blocks, precision, backend])
+    return _digest([identity, cut, head, dataset, config, finetune_blocks, _precision(precision), backend])
 
 
 def latency_key(candidate: CandidateId, fingerprint: str, estimator: str, device_key: str, batch: int,
                 num_classes: int) -> str:
     """The key of a candidate's latency from one estimator (or "verified") on one device."""
-    return _digest([fingerprint, candidate.cut, candidate.backend, candidate.precision, candidate.device, estimator,
-                    device_key, batch, num_classes])
+    return _digest([fingerprint, candidate.cut, candidate.backend, _precision(candidate.precision), candidate.device,
+                    estimator, device_key, batch, num_classes])
