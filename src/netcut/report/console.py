@@ -184,8 +184,9 @@ def fits(out: Console, table: Table) -> bool:
 def _explain(out: Console, result: ExploreResult, metric: str) -> None:
     """Why a candidate may beat the choice on test: the choice is made on the validation split."""
     val = result.dataset.sizes.get("val", 0)
-    out.print(f"The choice is the most accurate on the validation split ({val} images); the test split only reports. "
-              "A candidate that beats it on test by a little may have done so by chance:")
+    out.print(f"The choice is made on the validation split ({val} images): the most accurate, and among scores within "
+              "its noise (one standard error) the lowest validation loss; the test split only reports. A candidate "
+              "that beats it on test by a little may have done so by chance:")
     for d in result.decisions:
         c = d.chosen
         for cand, record in beaten_on_test(result, d)[:3]:

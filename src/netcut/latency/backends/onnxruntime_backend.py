@@ -63,7 +63,7 @@ def quantize_onnx(onnx_bytes: bytes, calibration: list[np.ndarray], per_channel:
     """Static int8 QDQ: u8 activations, s8 weights per output channel (per tensor with per_channel=False),
     calibrated with MinMax on the given inputs; float input and output stay, and so does a TRN's classifier
     (head_nodes). Per-channel weights keep EfficientNet-Lite within about a point of fp32 where per-tensor ones lost
-    up to 17 points, at the same speed in ONNX Runtime here (docs/benchmarks/int8_recipe.md)."""
+    up to 17 points, within 7% of their speed in ONNX Runtime here (docs/benchmarks/int8_recipe.md)."""
     try:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
