@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write  # noqa: E402
-from finetune_recipe import run_one  # noqa: E402
+from finetune_recipe import labelled_set, run_one  # noqa: E402
 from netcut.backbones import load_backbone  # noqa: E402
-from netcut.data.datasets import SplitConfig, load_dataset  # noqa: E402
 from netcut.graph import find_cuts, trace  # noqa: E402
 from netcut.train.finetune import FineTuneConfig, predict_images  # noqa: E402
 
@@ -40,9 +39,7 @@ def main() -> None:
     rows = []
     for per_class in (int(v) for v in args.per_class.split(",")):
         for seed in range(args.seeds):
-            labelled = per_class * 10
-            data = load_dataset(args.data, SplitConfig(seed=seed, limit_train=labelled * 4 // 5,
-                                                       limit_val=labelled // 5, limit_test=1000))
+            data = labelled_set(args.data, per_class, seed)
             config = FineTuneConfig(seed=seed)
             teacher = run_one(data, traced, cuts, cuts[-1], config, keep=True)
             logits, _ = predict_images(teacher.pop("network"), data, "train", args.size, b.mean, b.std)

@@ -31,6 +31,13 @@ from netcut.train.probe import TrainConfig, fit_head  # noqa: E402
 CUT_SHARES = (0.5, 0.75)  # where along Lite0's block cuts the TRNs end
 
 
+def labelled_set(name: str, per_class: int, seed: int):
+    """`per_class` labelled images per class (a fifth of them validate) and 1,000 test images."""
+    labelled = per_class * 10
+    return load_dataset(name, SplitConfig(seed=seed, limit_train=labelled * 4 // 5, limit_val=labelled // 5,
+                                          limit_test=1000))
+
+
 def run_one(data, traced, cuts, cut, config: FineTuneConfig, teacher_logits=None, keep: bool = False) -> dict:
     """Probe, then fine-tune one TRN (with soft targets where given); their scores, and the fine-tuned network
     itself with `keep`."""
@@ -110,9 +117,7 @@ def main() -> None:
     rows = []
     for per_class in (int(v) for v in args.per_class.split(",")):
         for seed in range(args.seeds):
-            labelled = per_class * 10
-            data = load_dataset(args.data, SplitConfig(seed=seed, limit_train=labelled * 4 // 5,
-                                                       limit_val=labelled // 5, limit_test=1000))
+            data = labelled_set(args.data, per_class, seed)
             for cut in picked:
                 for factor in (float(v) for v in args.factors.split(",")):
                     config = replace(FineTuneConfig(seed=seed, device=args.device), trunk_lr_factor=factor)
