@@ -221,7 +221,7 @@ class FineTuning:
         records = self.finish()
         if total.seconds is not None and total.left() > total.seconds / 2:
             horizon = plan_epochs(len(self.ctx.dataset.splits["train"]), self.config)[-1]
-            self.ctx.reporter.note(
+            self.ctx.reporter.warn(
                 f"fine-tuning used {total.seconds - total.left():.0f} s of its {total.seconds:.0f} s budget: every "
                 f"candidate it kept ran its whole {horizon}-epoch schedule (more --fine-tune-top or "
                 "--fine-tune-epochs would use more of it)")
@@ -229,7 +229,8 @@ class FineTuning:
 
     def prepare_teacher(self, budget: Budget) -> None:
         """Distillation's teacher: the most accurate full network (by its probe), fine-tuned once on the labels alone
-        within `budget`; its logits on the training images, kept in the store, are the students' soft targets."""
+        within `budget`; the logits of its best state (its probe where no epoch beat it) on the training images, kept
+        in the store, are the students' soft targets."""
         full = [(c, r) for c in self.candidates if c.is_full and c.id.precision == "fp32" and not c.id.multi
                 for r in self.probes if r.finetune_blocks == 0 and r.matches(c)]
         if not full:
@@ -243,14 +244,10 @@ class FineTuning:
             finished = not isinstance(self.train_to([(candidate, probe)], horizon, budget, config), str)
             tuner = tuner_for(self.networks[candidate.model], self.ctx.dataset, self.head,
                               self._job(candidate, probe, key, config))
-            if tuner.best_epoch == 0:  # no epoch, or none better than its probe: nothing to teach beyond the labels
-                self.ctx.reporter.warn(f"no distillation: the teacher ({candidate.label}) did not improve on its "
-                                       "probe within its share of the budget (a larger --budget would let it)")
-                self.config = config  # the students learn from the labels alone, and are recorded so
-                return
-            if not finished:
-                self.ctx.reporter.note(f"the teacher ({candidate.label}) teaches from its best epoch so far "
-                                       f"({tuner.best_epoch} of {horizon}): the budget stopped it")
+            if not finished or tuner.best_epoch == 0:  # its best state teaches: fine-tuned, or the probe itself
+                self.ctx.reporter.warn(f"the teacher ({candidate.label}) teaches from its best state: epoch "
+                                       f"{tuner.best_epoch} of {horizon} (0: its probe)"
+                                       + ("; the budget stopped it" if not finished else ""))
             b = tuner.traced.backbone
             logits, _ = predict_images(tuner.best().to(config.device), self.ctx.dataset, "train",
                                        tuner.traced.input_size, b.mean, b.std, device=config.device)
