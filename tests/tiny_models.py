@@ -153,3 +153,12 @@ class Stripes(torch.utils.data.Dataset):
         else:
             image[:, :, ::2] = 1.0
         return image, i % 2
+
+
+def tiny_vit() -> nn.Module:
+    """A vision transformer of timm's own classes, small enough for tests: 32 px, 16 patches, three blocks."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=3, num_heads=2, num_classes=10)
+    model.input_size = 32
+    return model

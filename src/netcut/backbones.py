@@ -33,6 +33,13 @@ class Backbone:
     weights: str  # "imagenet", "random" or a path: where the parameters came from
     leaf_modules: tuple[type, ...] = field(default=())  # modules torch.fx must not trace into
     autowrap_functions: tuple[Callable, ...] = field(default=())
+    # rebuilds the model for another input size with the same weights (transformers whose position embeddings or
+    # attention grids are built for one size); None: the model takes any size as it is
+    at_size: Callable[[int], nn.Module] | None = field(default=None, repr=False)
+
+    def model_at(self, size: int) -> nn.Module:
+        """The model as it runs on size x size images."""
+        return self.at_size(size) if self.at_size is not None and size != self.input_size else self.model
 
     @property
     def pretrained(self) -> bool:
@@ -248,7 +255,45 @@ def _load_timm(name: str, weights: str | None) -> Backbone:
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))
     leaves, functions = _timm_fx_hints()
-    return Backbone(f"timm:{name}", model.eval(), size, mean, std, source, leaves, functions)
+    resize = _timm_resizer(name, model, source != "random") if _takes_img_size(model) else None
+    return Backbone(f"timm:{name}", model.eval(), size, mean, std, source, leaves, functions, resize)
+
+
+def _takes_img_size(model: nn.Module) -> bool:
+    import inspect
+
+    return any("img_size" in inspect.signature(cls.__init__).parameters
+               for cls in type(model).__mro__ if issubclass(cls, nn.Module) and cls is not nn.Module)
+
+
+def _timm_resizer(name: str, model: nn.Module, trained: bool) -> Callable[[int], nn.Module]:
+    """Rebuild a timm model for another image size, carrying its weights over (position embeddings resampled by
+    timm's own checkpoint filter); trained weights that do not carry over are an error, not silently random."""
+
+    def at_size(size: int) -> nn.Module:
+        import timm
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            resized = timm.create_model(name, pretrained=False, img_size=size)
+        state = model.state_dict()
+        module = importlib.import_module(type(model).__module__)
+        fit = getattr(module, "checkpoint_filter_fn", None)
+        if fit is not None:
+            try:
+                state = fit(state, resized)
+            except Exception:  # filters expect original checkpoints in places; the plain state often loads
+                state = model.state_dict()
+        own = resized.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+        left = [k for k in own if k not in usable and not k.endswith(("relative_position_index", "attn_mask"))]
+        if trained and left:
+            raise NetcutError(f"timm:{name}'s weights do not carry over to a {size}px input ({len(left)} tensors, "
+                              f"e.g. {left[0]})", "use its native --input-size")
+        resized.load_state_dict(usable, strict=False)
+        return resized.eval()
+
+    return at_size
 
 
 def _load_python(spec: str, weights: str | None) -> Backbone:

@@ -7,24 +7,33 @@ from dataclasses import dataclass
 
 from netcut_agent.stats import PERCENTILES, LatencyStats, Percentiles
 
-__all__ = ["GRANULARITIES", "PERCENTILES", "TRAIN_DEVICES", "CandidateId", "CutPoint", "LatencyStats", "Percentiles"]
+__all__ = ["GRANULARITIES", "LAYOUTS", "PERCENTILES", "TRAIN_DEVICES", "CandidateId", "CutPoint", "LatencyStats",
+           "Percentiles"]
 
 GRANULARITIES = ("block", "layer")  # block: ends of blocks and stages; layer: every legal cut point
-TRAIN_DEVICES = ("cpu", "cuda", "auto")  # where features are extracted and networks fine-tuned
+TRAIN_DEVICES = ("cpu", "cuda", "auto")
+# nchw: convolutional feature maps; nhwc: channels-last maps (Swin); tokens: (tokens, channels), class tokens included
+LAYOUTS = ("nchw", "nhwc", "tokens")  # where features are extracted and networks fine-tuned
 
 
 @dataclass(frozen=True)
 class CutPoint:
-    """A legal place to cut a backbone: one 4-D tensor carries everything the rest needs."""
+    """A legal place to cut a backbone: one tensor (an image-like map, or tokens) carries everything the rest needs."""
 
     name: str  # stable node name (module path style, e.g. "blocks.3.1")
     index: int  # position in network order among the layer-granularity cuts
-    shape: tuple[int, int, int]  # (C, H, W) of the activation at this node
+    shape: tuple[int, ...]  # the activation at this node without the batch: (C, H, W), (H, W, C) or (tokens, C)
     params: int  # parameters of the prefix up to and including this node
     macs: int  # multiply-accumulates of the prefix for one image
     op: str  # what produces the tensor (module class or function name)
     is_block_end: bool = False
     is_full: bool = False  # the deepest cut: the whole backbone's features
+    layout: str = "nchw"  # one of LAYOUTS: how `shape` is ordered
+
+    @property
+    def channels(self) -> int:
+        """Features per position: what a head reading this cut gets after pooling."""
+        return self.shape[0] if self.layout == "nchw" else self.shape[-1]
 
 
 @dataclass(frozen=True, order=True)

@@ -83,7 +83,7 @@ def rebuild(run_dir: Path, result: ExploreResult, choice: Choice,
         trn = build_trn(traced, cut, num_classes, spec)
         trn.load_state_dict(weights)
         return trn.eval()
-    return build_trn(traced, cut, num_classes, spec, load_head(choice.record, weights, cut.shape[0], num_classes, spec))
+    return build_trn(traced, cut, num_classes, spec, load_head(choice.record, weights, cut.channels, num_classes, spec))
 
 
 def _runtime_outputs(session: RuntimeSession, images: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Legal cut points: nodes where one 4-D tensor carries everything the rest of the network needs."""
+"""Legal cut points: nodes where one tensor carries everything the rest of the network needs: a feature map
+(batch, C, H, W) or channels-last (batch, H, W, C), or transformer tokens (batch, tokens, C)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,40 @@ _HEAVY = {"Conv2d", "Conv2dSame", "Linear", "conv2d", "linear", "StdConv2d", "St
 _FEATURE_END = _ADAPTIVE_POOLS | {"mean", "flatten", "Flatten"}
 
 
-def _data_nodes(nodes: list[fx.Node]) -> set[fx.Node]:
-    """Nodes whose value depends on the input image (parameters and constants do not)."""
+def layout_of(shape: tuple[int, ...], channels_last: bool = False) -> str:
+    """How an activation (without its batch) is ordered: tokens (T, C); a square map is (C, S, S) unless its first
+    two sides match and the third differs, (S, S, C); `channels_last` (the model says NHWC) settles (S, S, S)."""
+    if len(shape) == 2:
+        return "tokens"
+    if len(shape) != 3:
+        return "nchw"  # not an activation a cut can carry; feature maps are what every other path assumes
+    if shape[0] == shape[1] and (shape[1] != shape[2] or channels_last):
+        return "nhwc"
+    return "nchw"
+
+
+def spatial_sides(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    """The sides of a map (H, W); empty for tokens (the patch grid is not kept in the shape)."""
+    return {"nchw": tuple(shape[1:]), "nhwc": tuple(shape[:2])}.get(layout, ())
+
+
+def channels_last(traced: TracedNetwork) -> bool:
+    """Whether the backbone says its maps are channels-last (timm's output_fmt)."""
+    return str(getattr(traced.backbone.model, "output_fmt", "")).upper().endswith("NHWC")
+
+
+def node_layout(traced: TracedNetwork, name: str) -> str:
+    """The layout of the activation at a node."""
+    info = traced.info.get(name)
+    return layout_of(info.shape or () if info is not None else (), channels_last(traced))
+
+
+def _data_nodes(traced: TracedNetwork) -> set[fx.Node]:
+    """Nodes whose value depends on the input image (parameters, constants and optional arguments left at None,
+    such as an attention mask, do not)."""
     data: set[fx.Node] = set()
-    for node in nodes:
-        if node.op == "placeholder" or any(a in data for a in node.all_input_nodes):
+    for node in traced.nodes:
+        if node is traced.nodes[0] or any(a in data for a in node.all_input_nodes):
             data.add(node)
     return data
 
@@ -32,7 +62,7 @@ def _legal_nodes(traced: TracedNetwork) -> list[fx.Node]:
     """Sweep the graph once: a node is legal if it is the only data value crossing the boundary after it."""
     nodes = traced.nodes
     position = {n: i for i, n in enumerate(nodes)}
-    data = _data_nodes(nodes)
+    data = _data_nodes(traced)
     last_use = {n: max((position[u] for u in n.users), default=position[n]) for n in nodes}
     live: set[fx.Node] = set()
     legal = []
@@ -47,8 +77,8 @@ def _legal_nodes(traced: TracedNetwork) -> list[fx.Node]:
             continue  # (a squeeze-excitation pool lands here: its input is still live)
         if info.op in _ADAPTIVE_POOLS:
             break  # the backbone's own global pool: what follows belongs to its old classifier
-        if info.shape is None or len(info.shape) != 3:
-            continue
+        if info.shape is None or len(info.shape) not in (2, 3) or info.batch != 1:
+            continue  # (attention windows and patches folded into the batch are not one image's activation)
         if info.op == "mean" and info.shape[1:] == (1, 1):
             continue
         legal.append(node)
@@ -65,8 +95,24 @@ def _is_container(module: nn.Module | None) -> bool:
     return composite or weighted >= 2
 
 
+def _holds_blocks(module: nn.Module) -> bool:
+    """Whether a module wraps a list of blocks (a transformer's encoder around its layers, a stage around its
+    blocks): a container among its descendants with two or more children that are not plain Sequentials and hold
+    two or more convolutions or linear layers each (an Inception branch's conv-bn modules hold one)."""
+    def weighted(block: nn.Module) -> int:
+        return sum(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in block.modules())
+
+    for inner in module.modules():
+        if inner is not module and isinstance(inner, _CONTAINERS):
+            blocks = [c for c in inner.children() if not isinstance(c, nn.Sequential) and weighted(c) >= 2]
+            if len(blocks) >= 2:
+                return True
+    return False
+
+
 def _unit_scopes(traced: TracedNetwork) -> set[str]:
-    """Scopes that are blocks: non-container modules directly inside a container or the root, spanning ≥2 nodes."""
+    """Scopes that are blocks: non-container modules directly inside a container or the root, spanning ≥2 nodes,
+    that do not themselves wrap a list of blocks."""
     modules = dict(traced.backbone.model.named_modules())  # the original: GraphModule loses container types
     counts: dict[str, int] = {}
     for node in traced.nodes:
@@ -80,7 +126,7 @@ def _unit_scopes(traced: TracedNetwork) -> set[str]:
         if module is None or count < 2 or _is_container(module):
             continue
         parent_name = scope.rpartition(".")[0]
-        if not parent_name or _is_container(modules.get(parent_name)):
+        if (not parent_name or _is_container(modules.get(parent_name))) and not _holds_blocks(module):
             units.add(scope)
     return units
 
@@ -170,8 +216,9 @@ def total_stride(traced: TracedNetwork) -> int | None:
         deepest = _legal_nodes(at_native)[-1]
     except (NetcutError, IndexError):
         return None
-    shape = at_native.info[at_native.names[deepest]].shape
-    return None if not shape else math.ceil(native / max(1, min(shape[1:])))
+    sides = spatial_sides(at_native.info[at_native.names[deepest]].shape or (), node_layout(at_native,
+                                                                                         at_native.names[deepest]))
+    return None if not sides else math.ceil(native / max(1, min(sides)))
 
 
 def _check_resolution(traced: TracedNetwork, legal: list[fx.Node]) -> None:
@@ -179,13 +226,18 @@ def _check_resolution(traced: TracedNetwork, legal: list[fx.Node]) -> None:
     if traced.resolution_checked:
         return
     traced.resolution_checked = True
-    smallest = min(min(traced.info[traced.names[n]].shape[1:]) for n in legal)  # type: ignore[index]
+
+    def smallest_side(node: fx.Node) -> int:
+        name = traced.names[node]
+        return min(spatial_sides(traced.info[name].shape or (), node_layout(traced, name)), default=2)
+
+    smallest = min(smallest_side(n) for n in legal)
     if smallest > 1 or traced.input_size >= traced.backbone.input_size:
         return
     stride = total_stride(traced)
     if stride is None or traced.input_size >= stride:
         return  # 1x1 only where the native network also ends its downsampling
-    first = next(traced.names[n] for n in legal if min(traced.info[traced.names[n]].shape[1:]) == 1)  # type: ignore[index]
+    first = next(traced.names[n] for n in legal if smallest_side(n) == 1)
     raise NetcutError(
         f"{traced.backbone.name} shrinks its input {stride}x: at {traced.input_size}x{traced.input_size} its feature "
         f"maps collapse to 1x1 at {first!r}, before its last stage",
@@ -199,14 +251,17 @@ def find_cuts(traced: TracedNetwork, granularity: str = "block") -> list[CutPoin
     legal = _legal_nodes(traced)
     if not legal:
         raise NetcutError(
-            f"{traced.backbone.name} has no legal cut point (no node carries a single 4-D tensor)",
-            "netcut cuts convolutional image networks; check that the model takes an image batch",
+            f"{traced.backbone.name} has no legal cut point (no node carries one feature map or token tensor "
+            "that everything after it needs)",
+            "netcut cuts image networks (CNNs, vision transformers, hybrids); check that the model takes an image "
+            "batch",
         )
     _check_resolution(traced, legal)
     ends = _block_ends(traced, legal)
     deepest = legal[-1]
     ends.add(deepest)
     cuts = []
+    last = channels_last(traced)
     for index, node in enumerate(legal):
         if granularity == "block" and node not in ends:
             continue
@@ -215,6 +270,7 @@ def find_cuts(traced: TracedNetwork, granularity: str = "block") -> list[CutPoin
         cuts.append(CutPoint(
             name=traced.names[node], index=index, shape=tuple(info.shape),  # type: ignore[arg-type]
             params=params, macs=macs, op=info.op, is_block_end=node in ends, is_full=node is deepest,
+            layout=layout_of(info.shape, last),  # type: ignore[arg-type]
         ))
     return cuts
 

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import fx, nn
 
 from netcut.graph.trace import TracedNetwork
 
 
+def _optional_argument(node: fx.Node, nodes: list[fx.Node]) -> bool:
+    """A placeholder after the image (an attention mask a transformer's forward takes, left at its default)."""
+    return node.op == "placeholder" and node is not nodes[0]
+
+
+def _default(node: fx.Node) -> object:
+    return node.args[0] if node.args else None
+
+
 def _copy_until(nodes: list[fx.Node], targets: list[fx.Node]) -> tuple[fx.Graph, dict[fx.Node, fx.Node]]:
     position = {n: i for i, n in enumerate(nodes)}
     last = max(position[t] for t in targets)
     graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
+    env: dict[fx.Node, Any] = {}
     for node in nodes[: last + 1]:
-        env[node] = graph.node_copy(node, lambda n: env[n])
+        env[node] = _default(node) if _optional_argument(node, nodes) else graph.node_copy(node, lambda n: env[n])
     return graph, env
 
 
@@ -93,13 +104,15 @@ def build_segment(traced: TracedNetwork, start_name: str | None, end_name: str) 
     if position[start] >= position[end]:
         raise ValueError(f"segment start {start_name!r} is not before end {end_name!r}")
     graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {start: graph.placeholder("activation")}
+    env: dict[fx.Node, Any] = {start: graph.placeholder("activation")}
     for node in traced.nodes[: position[end] + 1]:
         if node is start:
             continue
         if position[node] < position[start]:
             if node.op == "get_attr":  # parameters used downstream; dead ones are dropped below
                 env[node] = graph.node_copy(node, lambda n: env[n])
+            elif _optional_argument(node, traced.nodes):
+                env[node] = _default(node)
             continue
         env[node] = graph.node_copy(node, lambda n: env[n])
     graph.output(env[end])

@@ -35,6 +35,7 @@ class NodeInfo:
     out_bytes: int = 0  # activation bytes written
     groups: int = 1  # convolution groups (>1: grouped or depthwise)
     kernel: int = 0  # convolution kernel area (kh*kw); 0 for other ops
+    batch: int = 1  # the output's first dimension while tracing one image (windows or patches folded into it: >1)
 
 
 @dataclass
@@ -57,6 +58,8 @@ class TracedNetwork:
     input_size: int
     nodes: list[fx.Node] = field(default_factory=list)
 
+    model: nn.Module | None = field(default=None, repr=False)  # what was traced: the backbone's model at this size
+
     _by_name: dict[str, fx.Node] = field(default_factory=dict, repr=False)
     _fingerprint: str = field(default="", repr=False)
     resolution_checked: bool = field(default=False, repr=False)
@@ -69,7 +72,7 @@ class TracedNetwork:
         if self._training is False:
             self._training = None
             try:
-                gm, names, _ = symbolic_trace(self.backbone, training=True)
+                gm, names, _ = symbolic_trace(self.backbone, training=True, model=self.model)
             except NetcutError:
                 return None
             if gm.code != self.graph_module.code:
@@ -136,7 +139,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def symbolic_trace(backbone: Backbone, training: bool = False
+def symbolic_trace(backbone: Backbone, training: bool = False, model: nn.Module | None = None
                    ) -> tuple[fx.GraphModule, dict[fx.Node, str], dict[fx.Node, str]]:
     """Trace the backbone's model as it runs in eval mode (or in training: dropout, stochastic depth and whatever
     else a forward does only while training are then in the graph); the model is left in eval mode. A NetcutError
@@ -144,7 +147,7 @@ def symbolic_trace(backbone: Backbone, training: bool = False
     tracer = _ScopedTracer(
         leaf_modules=list(backbone.leaf_modules), autowrap_functions=list(backbone.autowrap_functions)
     )
-    model = backbone.model.train(training)
+    model = (model if model is not None else backbone.model).train(training)
     try:
         graph = tracer.trace(model)
     except Exception as exc:
@@ -216,6 +219,7 @@ class _Recorder(fx.Interpreter):
             out_bytes=_tensor_bytes(out) // max(batch, 1),
             groups=groups,
             kernel=kernel,
+            batch=int(out.shape[0]) if isinstance(out, torch.Tensor) and out.dim() > 0 else 1,
         )
         return out
 
@@ -231,7 +235,8 @@ def trace(backbone: Backbone, input_size: int | None = None) -> TracedNetwork:
     size = int(input_size or backbone.input_size)
     if size <= 0:
         raise NetcutError(f"input size must be positive, got {size}", "pass --input-size 224 (or the native size)")
-    gm, names, scopes = symbolic_trace(backbone)
+    model = backbone.model_at(size)
+    gm, names, scopes = symbolic_trace(backbone, model=model)
     for node in gm.graph.nodes:  # placeholder/output get plain names
         names.setdefault(node, node.name)
     recorder = _Recorder(gm, names, scopes)
@@ -242,7 +247,8 @@ def trace(backbone: Backbone, input_size: int | None = None) -> TracedNetwork:
         where = getattr(exc, "_netcut_node", "?")
         raise NetcutError(
             f"{backbone.name} cannot take a {size}x{size} input: node {where!r} failed: {_first_line(exc)}",
-            f"use a larger --input-size (native: {backbone.input_size})",
+            f"use its native --input-size {backbone.input_size}"
+            + (" or a larger one" if size < backbone.input_size else ""),
         ) from exc
     nodes = list(gm.graph.nodes)
-    return TracedNetwork(backbone, gm, names, recorder.info, size, nodes)
+    return TracedNetwork(backbone, gm, names, recorder.info, size, nodes, model=model)

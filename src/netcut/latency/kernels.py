@@ -178,7 +178,9 @@ def trn_kernels(traced: TracedNetwork, cut: CutPoint, num_classes: int = 10) -> 
     from netcut.graph import ancestors
 
     kernels = detect_kernels(traced, ancestors(traced.node(cut.name)))
-    c, h, w = cut.shape
+    c = cut.channels
+    h, w = (cut.shape[1], cut.shape[2]) if cut.layout == "nchw" else (cut.shape[0], cut.shape[1]) \
+        if cut.layout == "nhwc" else (cut.shape[0], 1)
     return kernels + [Kernel("gpool", c, c, h, w, 1, 1), Kernel("linear", c, num_classes)]
 
 

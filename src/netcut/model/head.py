@@ -50,13 +50,20 @@ class MultiHead(nn.Module):
             self.register_buffer(f"select{i}", index.long())
         self.classifier = head
 
+    def read_with(self, readouts: list[nn.Module]) -> MultiHead:
+        """Read each cut with its own readout (token cuts); without, every cut is a feature map and is averaged."""
+        self.readouts = nn.ModuleList(readouts)
+        return self
+
     def selections(self) -> list[torch.Tensor]:
         """The selected channels of each cut."""
         return [getattr(self, f"select{i}") for i in range(len(self.cuts))]
 
     def forward(self, activations: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Logits from the activations at `cuts`."""
-        pooled = [a.mean(dim=(2, 3)).index_select(1, index) for a, index in zip(activations, self.selections())]
+        readouts = getattr(self, "readouts", None)
+        pooled = [(readouts[i](a) if readouts is not None else a.mean(dim=(2, 3))).index_select(1, index)
+                  for i, (a, index) in enumerate(zip(activations, self.selections()))]
         return self.classifier(torch.cat(pooled, 1))
 
     @classmethod
@@ -81,10 +88,14 @@ def classifier(in_features: int, num_classes: int, spec: HeadSpec = HeadSpec()) 
 
 
 def build_head(in_channels: int, num_classes: int, spec: HeadSpec = HeadSpec(),
-               trained: nn.Module | None = None) -> nn.Sequential:
-    """A head mapping a (N, C, H, W) activation to (N, num_classes) logits; `trained` replaces the fresh classifier."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
-                         trained if trained is not None else classifier(in_channels, num_classes, spec))
+               trained: nn.Module | None = None, readout: nn.Module | None = None) -> nn.Sequential:
+    """A head mapping the activation at a cut to (N, num_classes) logits: its readout (default: the global average
+    of a (N, C, H, W) map), then the classifier; `trained` replaces the fresh classifier. The classifier is always
+    the third module, so stored heads load whatever reads the cut."""
+    first: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
+    if readout is not None and getattr(readout, "layout", "nchw") != "nchw":
+        first = [readout, nn.Identity()]
+    return nn.Sequential(*first, trained if trained is not None else classifier(in_channels, num_classes, spec))
 
 
 def load_head(record: TrainingRecord, state: dict[str, Any], in_features: int, num_classes: int,

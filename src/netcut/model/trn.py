@@ -15,10 +15,12 @@ from netcut.graph import (
     build_prefix,
     build_training_prefix,
     find_cuts,
+    node_layout,
     resolve_cut,
     trace,
 )
 from netcut.model.head import HeadSpec, MultiHead, build_head, classifier
+from netcut.model.readout import readout, readout_plan
 from netcut.types import CutPoint
 
 
@@ -56,8 +58,8 @@ def build_trn(traced: TracedNetwork, cut: CutPoint, num_classes: int, head: Head
     if own_weights:
         prefix = copy.deepcopy(prefix)
         trained = copy.deepcopy(trained_classifier) if trained_classifier is not None else None
-    return TrimmedNetwork(prefix, build_head(cut.shape[0], num_classes, head, trained), traced.backbone.name, cut,
-                          traced.input_size).eval()
+    head_module = build_head(cut.channels, num_classes, head, trained, readout(traced, cut.name))
+    return TrimmedNetwork(prefix, head_module, traced.backbone.name, cut, traced.input_size).eval()
 
 
 def _multi_trn(traced: TracedNetwork, cut: CutPoint, num_classes: int, spec: HeadSpec, trained: nn.Module | None,
@@ -66,9 +68,12 @@ def _multi_trn(traced: TracedNetwork, cut: CutPoint, num_classes: int, spec: Hea
     if isinstance(trained, MultiHead):
         head = trained
     else:  # untrained: every channel of every cut read (the most a trained head can cost)
-        indices = [torch.arange(c.shape[0]) for c in reads]
+        indices = [torch.arange(c.channels) for c in reads]
         head = MultiHead([c.name for c in reads], indices,
-                         classifier(sum(c.shape[0] for c in reads), num_classes, spec))
+                         classifier(sum(c.channels for c in reads), num_classes, spec))
+    if any(node_layout(traced, name) != "nchw" for name in head.cuts):
+        plan = readout_plan(traced)
+        head.read_with([readout(traced, name, plan) for name in head.cuts])
     prefix: nn.Module = build_extractor(traced, head.cuts)
     if own_weights:
         prefix, head = copy.deepcopy(prefix), copy.deepcopy(head)

@@ -174,7 +174,7 @@ class FineTuning:
         return scores
 
     def _job(self, candidate: Candidate, probe: TrainingRecord, key: str, config: FineTuneConfig) -> EpochJob:
-        head = trained_classifier(self.ctx, probe, candidate.cut.shape[0])
+        head = trained_classifier(self.ctx, probe, candidate.cut.channels)
         teacher = self.teacher if config.distill_weight > 0 else None
         return EpochJob(key, candidate, head, self._state(key), config, teacher)
 

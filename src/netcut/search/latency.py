@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -159,6 +160,6 @@ def slowest(estimates: list[Percentiles]) -> Percentiles:
 
 def with_pooling(estimate: Percentiles, net: Network, cut: CutPoint) -> Percentiles:
     """A multi head's TRN: the plain TRN, plus pooling every cut before its own (at most what it will read)."""
-    elements = sum(c.shape[0] * c.shape[1] * c.shape[2] for c in net.cuts if c.index < cut.index)
+    elements = sum(math.prod(c.shape) for c in net.cuts if c.index < cut.index)
     extra = elements * POOL_MS_PER_ELEMENT
     return Percentiles(estimate.p50 + extra, estimate.p90 + extra, estimate.p99 + extra)

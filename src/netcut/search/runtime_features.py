@@ -15,26 +15,15 @@ import torch
 from torch import nn
 
 from netcut.data.datasets import Dataset
-from netcut.graph import TracedNetwork, build_extractor
+from netcut.graph import TracedNetwork
 from netcut.latency.calibration import as_batches
 from netcut.latency.session import RuntimeSession
+from netcut.model.readout import pooled_features
 from netcut.progress import QUIET, Reporter
 from netcut.train.cache import Features, cache_key, load_cached, save_cached
 from netcut.train.metrics import evaluate
 
 BATCH = 32  # the converted extractor's fixed batch
-
-
-class PooledFeatures(nn.Module):
-    """The backbone with a globally pooled (N, C) output at every cut."""
-
-    def __init__(self, extractor: nn.Module) -> None:
-        super().__init__()
-        self.extractor = extractor
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Pooled activations at each cut, in cut order."""
-        return tuple(a.mean(dim=(2, 3)) for a in self.extractor(x))
 
 
 def runtime_features(cache_dir: Path, traced: TracedNetwork, cut_names: list[str], dataset: Dataset,
@@ -52,7 +41,7 @@ def runtime_features(cache_dir: Path, traced: TracedNetwork, cut_names: list[str
     example = torch.zeros(BATCH, 3, traced.input_size, traced.input_size)
     reporter.note(f"converting {traced.backbone.name} with {len(cut_names)} outputs to {session.name} "
                   f"{session.precision} (calibrated on {len(session.images)} training images)")
-    session.add("features", PooledFeatures(build_extractor(traced, cut_names)), example,
+    session.add("features", pooled_features(traced, cut_names), example,
                 as_batches(session.images, BATCH))
     b = traced.backbone
     try:

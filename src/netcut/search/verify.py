@@ -25,7 +25,7 @@ def timed_network(ctx: RunContext, candidate: Candidate) -> TrimmedNetwork:
     if candidate.id.multi:
         record = ctx.store.get_record(record_key(ctx, candidate))
         if record is not None:
-            head = trained_classifier(ctx, record, candidate.cut.shape[0])
+            head = trained_classifier(ctx, record, candidate.cut.channels)
             return build_trn(net.traced, candidate.cut, ctx.dataset.num_classes, head_of(ctx, candidate), head,
                              own_weights=False)
     return build_trn(net.traced, candidate.cut, ctx.dataset.num_classes, head_of(ctx, candidate), own_weights=False,

@@ -17,7 +17,8 @@ import torch
 
 from netcut.data.datasets import Dataset
 from netcut.fsutil import write_atomic
-from netcut.graph import TracedNetwork, build_extractor
+from netcut.graph import TracedNetwork
+from netcut.model.readout import pooled_features, readout_key
 from netcut.progress import QUIET, Reporter
 from netcut.train.loop import augment
 
@@ -32,6 +33,9 @@ def cache_key(traced: TracedNetwork, weights_hash: str, cut_names: list[str], da
     parts = {"arch": traced.fingerprint(), "weights": weights_hash, "cuts": cut_names, "data": dataset.fingerprint(),
              "transform": [traced.input_size, list(b.mean), list(b.std)], "views": views, "seed": seed, "v": 2,
              "runtime": runtime}
+    readouts = readout_key(traced, cut_names)
+    if readouts is not None:  # token cuts: how they are read (feature-map keys stay as they were)
+        parts["readouts"] = readouts
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -86,7 +90,7 @@ def extract_shard(traced: TracedNetwork, cut_names: list[str], dataset: Dataset,
                   batch_size: int = 64, seed: int = 0, device: str = "cpu",
                   advance: Callable[[], None] | None = None) -> Features:
     """Pooled (N, C) features at every cut for one shard (on `device`), and its targets."""
-    extractor = build_extractor(traced, cut_names).eval()
+    extractor = pooled_features(traced, cut_names)
     if device != "cpu":  # the extractor shares the backbone's parameters: move a copy, not the backbone
         extractor = copy.deepcopy(extractor).to(device)
     b = traced.backbone
@@ -100,7 +104,7 @@ def extract_shard(traced: TracedNetwork, cut_names: list[str], dataset: Dataset,
             if shard.view > 0:
                 x = augment(x, batch_generator(seed, shard.view, batch))
             for name, activation in zip(cut_names, extractor(x.to(device))):
-                chunks[name].append(activation.mean(dim=(2, 3)).float().cpu().numpy())
+                chunks[name].append(activation.float().cpu().numpy())
             targets.append(dataset.targets[chunk])
             if advance is not None:
                 advance()

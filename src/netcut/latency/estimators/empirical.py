@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from netcut.latency.harness import HarnessConfig
 from netcut.latency.session import RuntimeSession
 from netcut.latency.settings import ProfileSettings
 from netcut.model import build_head, build_trn
+from netcut.model.readout import readout
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
@@ -70,8 +72,7 @@ class _Tiny(nn.Module):
 
 
 def _size(cut: CutPoint) -> int:
-    c, h, w = cut.shape
-    return c * h * w
+    return math.prod(cut.shape)
 
 
 def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, config: HarnessConfig,
@@ -116,7 +117,8 @@ def estimate_empirical(traced: TracedNetwork, cuts: list[CutPoint], session: Run
                                                              calibration(p))))
         previous = cut.name
     for i in head_cuts:
-        jobs.append((f"head:{i}", lambda i=i: (build_head(cuts[i].shape[0], num_classes).eval(),
+        jobs.append((f"head:{i}", lambda i=i: (build_head(cuts[i].channels, num_classes,
+                                                                 readout=readout(traced, cuts[i].name)).eval(),
                                               torch.zeros(shapes[cuts[i].name]), calibration(cuts[i].name))))
     jobs.append(("overhead", lambda: (_Tiny(), torch.zeros(1, 1, 1, 1), calibration_tiny(int8))))
     for cut in calibration_cuts:
