@@ -36,6 +36,7 @@ class Backbone:
     # rebuilds the model for another input size with the same weights (transformers whose position embeddings or
     # attention grids are built for one size); None: the model takes any size as it is
     at_size: Callable[[int], nn.Module] | None = field(default=None, repr=False)
+    token_readout: str = "auto"  # how heads read token cuts: auto (as the backbone's own head), class or mean
 
     def model_at(self, size: int) -> nn.Module:
         """The model as it runs on size x size images."""

@@ -18,7 +18,7 @@ from netcut.export.formats import FORMATS
 from netcut.latency.backends import DEFAULT_BACKEND, PRECISIONS
 from netcut.latency.estimators import available_estimators
 from netcut.results import STRATEGIES
-from netcut.types import GRANULARITIES, PERCENTILES, TRAIN_DEVICES
+from netcut.types import GRANULARITIES, PERCENTILES, TOKEN_READOUTS, TRAIN_DEVICES
 
 if TYPE_CHECKING:
     from netcut.latency.harness import HarnessConfig
@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default="runs/latest", help="where the store, caches and report go "
                    "(default runs/latest); rerunning reuses finished work")
     p.add_argument("--weights", default=None, help="weights for torchvision:/timm: models (DEFAULT|none|PATH)")
+    p.add_argument("--token-readout", choices=TOKEN_READOUTS, default="auto",
+                   help="how heads read a transformer's tokens: auto (default: as the backbone's own head, the class "
+                        "token or the token mean), class, or mean")
     p.add_argument("--head-hidden", type=_positive_int, default=None, help="hidden units in the head (default: "
                    "linear head)")
     p.add_argument("--head", default="linear", help="linear (default: the pooled features of the cut), multi "
@@ -512,7 +515,7 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         top_k=args.top_k, input_size=args.input_size, limit_train=args.limit_train, limit_test=args.limit_test,
         seed=args.seed, run_dir=args.run_dir, threads=args.threads,
         timing_tolerance_pct=args.timing_tolerance, devices=tuple(args.device or ()),
-        device_token_file=args.device_token_file, weights=args.weights,
+        device_token_file=args.device_token_file, weights=args.weights, token_readout=args.token_readout,
         head_hidden=args.head_hidden, heads=_names(args.head), head_features=args.head_features, epochs=args.epochs,
         repeats=args.repeats, warmup=args.warmup, batch=args.batch,
         verify=not args.no_verify).validate()

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from netcut_agent.stats import PERCENTILES, LatencyStats, Percentiles
 
-__all__ = ["GRANULARITIES", "LAYOUTS", "PERCENTILES", "TRAIN_DEVICES", "CandidateId", "CutPoint", "LatencyStats",
-           "Percentiles"]
+__all__ = ["GRANULARITIES", "LAYOUTS", "PERCENTILES", "TOKEN_READOUTS", "TRAIN_DEVICES", "CandidateId", "CutPoint",
+           "LatencyStats", "Percentiles"]
 
 GRANULARITIES = ("block", "layer")  # block: ends of blocks and stages; layer: every legal cut point
-TRAIN_DEVICES = ("cpu", "cuda", "auto")
+TRAIN_DEVICES = ("cpu", "cuda", "auto")  # where features are extracted and networks fine-tuned
 # nchw: convolutional feature maps; nhwc: channels-last maps (Swin); tokens: (tokens, channels), class tokens included
-LAYOUTS = ("nchw", "nhwc", "tokens")  # where features are extracted and networks fine-tuned
+LAYOUTS = ("nchw", "nhwc", "tokens")
+TOKEN_READOUTS = ("auto", "class", "mean")  # how heads read tokens: as the backbone's own head, class token, mean
 
 
 @dataclass(frozen=True)

@@ -83,3 +83,14 @@ def test_mismatched_weights_file_is_refused(cli, tmp_path):
     torch.save(torchvision.models.resnet18().state_dict(), path)
     result = cli("cuts", "torchvision:resnet34", "--weights", str(path))
     assert result.returncode == 2 and "does not match torchvision:resnet34" in result.stderr
+
+
+def test_a_vision_transformer_lists_a_cut_between_every_pair_of_blocks(cli):
+    result = cli("cuts", "timm:vit_tiny_patch16_224", "--weights", "none", "--input-size", "160", "--json")
+    assert result.returncode == 0, result.stderr
+    cuts = {c["name"]: c for c in json.loads(result.stdout)}
+    blocks = [f"blocks.{i}.add_1" for i in range(12)]
+    assert set(blocks) <= set(cuts) and cuts["blocks.0.add_1"]["shape"] == [101, 192]  # 10x10 patches + class
+    assert cuts["blocks.0.add_1"]["layout"] == "tokens" and list(cuts)[-1] == "norm.layer_norm"
+    table = cli("cuts", "timm:vit_tiny_patch16_224", "--weights", "none", "--input-size", "160")
+    assert table.returncode == 0 and "101 tokens × 192" in table.stdout

@@ -19,7 +19,7 @@ from netcut.latency.estimators.analytical import (
     estimate_analytical,
     sample_kernel,
 )
-from netcut.latency.kernels import KINDS, Kernel, kernel_module, trn_kernels
+from netcut.latency.kernels import KINDS, TOKEN_KINDS, Kernel, kernel_module, trn_kernels
 from tiny_models import Chain, Concat, Residual
 
 
@@ -92,7 +92,9 @@ def test_one_kernel_modules_produce_the_kernels_output_shape(kind):
     rng = np.random.default_rng(3)
     for _ in range(3):
         kernel = sample_kernel(kind, rng)
-        if kind != "linear":  # small spatial sizes keep the test fast
+        if kind in TOKEN_KINDS:  # a few tokens keep the test fast
+            kernel = Kernel(**{**kernel.to_json(), "hin": min(kernel.hin, 24), "hout": min(kernel.hin, 24)})
+        elif kind != "linear":  # small spatial sizes keep the test fast
             kernel = Kernel(**{**kernel.to_json(), "hin": min(kernel.hin, 12), "win": min(kernel.hin, 12),
                                "hout": -(-min(kernel.hin, 12) // kernel.stride) if kind not in ("gpool",) else 1,
                                "wout": -(-min(kernel.hin, 12) // kernel.stride) if kind not in ("gpool",) else 1})
@@ -100,7 +102,8 @@ def test_one_kernel_modules_produce_the_kernels_output_shape(kind):
         with torch.inference_mode():
             y = module.body(x)
             assert module(x).numel() == 1  # only one element leaves the runtime
-        expected = (kernel.cout,) if kind in ("linear", "gpool") else (kernel.cout, kernel.hout, kernel.wout)
+        expected = (kernel.cout,) if kind in ("linear", "gpool") else (kernel.hout, kernel.cout) \
+            if kind in TOKEN_KINDS else (kernel.cout, kernel.hout, kernel.wout)
         assert tuple(y.shape[1:]) == expected, kernel
 
 
@@ -176,6 +179,21 @@ def test_synthetic_networks_stay_small_trace_and_decompose_into_kernels():
         convs = sum(isinstance(m, nn.Conv2d) for m in net.modules())
         assert sum(k in ("conv", "pwconv", "dwconv", "gconv") for k in kinds(kernels)) == convs
     assert len(families) >= 2
+
+
+def test_a_vision_transformer_decomposes_into_token_kernels_with_its_work():
+    from tiny_models import tiny_vit
+
+    traced = trace(from_module(tiny_vit(), input_size=32))
+    cut = find_cuts(traced, "block")[-1]
+    kernels = trn_kernels(traced, cut)
+    count = {k: kinds(kernels).count(k) for k in ("matmul", "attention", "layernorm")}
+    assert count == {"matmul": 4 * 3, "attention": 3, "layernorm": 2 * 3 + 1}  # qkv, proj, fc1, fc2 per block
+    linear_macs = sum(i.macs for i in traced.info.values() if i.op == "Linear" and i.shape and len(i.shape) == 2)
+    assert sum(k.macs() for k in kernels if k.kind == "matmul") == linear_macs
+    attention = next(k for k in kernels if k.kind == "attention")
+    assert (attention.hin, attention.cin, attention.groups) == (17, 48, 2)  # 16 patches + the class token
+    assert attention.macs() == 2 * 17 * 17 * 48
 
 
 def test_calibration_samples_stems_at_full_input_size():

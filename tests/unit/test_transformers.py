@@ -116,3 +116,45 @@ def test_a_transformer_built_for_one_size_says_so():
     with pytest.raises(NetcutError) as info:
         trace(load_backbone("timm:efficientformer_l1", "none"), 160)
     assert "native --input-size 224" in info.value.hint
+
+
+def test_the_token_readout_can_be_chosen_and_names_other_trns():
+    from dataclasses import replace
+
+    vit = load_backbone("timm:vit_tiny_patch16_224", "none")
+    auto = trace(vit, 64)
+    mean = trace(replace(vit, token_readout="mean"), 64)
+    assert (readout_plan(mean).token, readout_plan(mean).prefix) == (None, 1)  # the patch tokens, not the class
+    assert mean.fingerprint() != auto.fingerprint()  # stored heads and latencies of one never serve the other
+    x = activations(mean, structured_image(64))["blocks.5.add_1"]
+    with torch.inference_mode():
+        torch.testing.assert_close(readout(mean, "blocks.5.add_1")(x), mean.model.norm(x)[:, 1:].mean(1))
+    levit = trace(replace(load_backbone("timm:levit_128s", "none"), token_readout="class"), 64)
+    with pytest.raises(NetcutError) as info:
+        readout_plan(levit)
+    assert "no class token" in info.value.message and "--token-readout mean" in info.value.hint
+
+
+def test_work_folded_into_the_batch_counts_once_per_window():
+    """Swin attends within windows folded into the batch dimension: every window's work is the image's."""
+    from torch import nn
+
+    from netcut.latency.kernels import trn_kernels
+
+    traced = trace(load_backbone("timm:swin_tiny_patch4_window7_224", "none"), 64)
+    cut = next(c for c in find_cuts(traced, "block") if c.name == "layers.0.blocks.1.reshape_1")
+    counted = [0]
+
+    def count(module, _inputs, output):
+        counted[0] += output.numel() * (module.in_features if isinstance(module, nn.Linear)
+                                        else module.in_channels // module.groups * module.kernel_size[0] ** 2)
+
+    prefix = build_prefix(traced, cut.name)
+    hooks = [m.register_forward_hook(count) for m in prefix.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.inference_mode():
+        prefix(structured_image(64))
+    for hook in hooks:
+        hook.remove()
+    assert cut.macs == counted[0]
+    kernels = trn_kernels(traced, cut)
+    assert sum(k.macs() for k in kernels if k.kind in ("matmul", "conv")) >= counted[0]  # + q·kᵀ and attention·v

@@ -3,6 +3,7 @@ runtime on the run's test images, and describe it in a manifest."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,15 @@ def pick_deadline(result: ExploreResult, deadline: float | None) -> Decision:
 
 
 def _backbone(result: ExploreResult, name: str, given: dict[str, Backbone]) -> Backbone:
+    readout = str(result.config.get("token_readout", "auto"))  # as the run read tokens
     if name in given:
-        return given[name]
+        return replace(given[name], token_readout=readout)
     info = result.models[name]
     if info.weights == "user":
         raise NetcutError(f"{name} was passed to the Python API as a module; the run directory cannot rebuild it",
                           f"export through the API with the module again: export(run_dir, out, backbones="
                           f"{{{name!r}: module}})")
-    return load_backbone(name, reload_option(info.weights))
+    return replace(load_backbone(name, reload_option(info.weights)), token_readout=readout)
 
 
 def head_spec(result: ExploreResult, label: str) -> HeadSpec:

@@ -96,6 +96,8 @@ class TracedNetwork:
         if not self._fingerprint:
             h = hashlib.sha256()
             h.update(f"{self.input_size}\n".encode())
+            if self.backbone.token_readout != "auto":  # the heads read tokens otherwise: other TRNs
+                h.update(f"tokens:{self.backbone.token_readout}\n".encode())
             for node in self.nodes:
                 i = self.info[self.names[node]]
                 h.update(f"{i.name}|{i.op}|{i.shape}|{i.macs}|{i.params}\n".encode())
@@ -191,7 +193,9 @@ class _Recorder(fx.Interpreter):
         name = self.names.get(n, n.name)
         shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) and out.dim() > 0 else None
         macs, params, groups, kernel = 0, 0, 1, 0
-        per_image_out = out.numel() // max(out.shape[0], 1) if isinstance(out, torch.Tensor) and out.dim() > 0 else 0
+        # the trace runs one image: everything a node computes is that image's, windows or patches folded into the
+        # batch dimension included (Swin's attention runs once per window)
+        per_image_out = out.numel() if isinstance(out, torch.Tensor) and out.dim() > 0 else 0
         if n.op == "call_module":
             module = self.modules[n.target]
             params = sum(p.numel() for p in module.parameters())
@@ -206,7 +210,6 @@ class _Recorder(fx.Interpreter):
             macs = per_image_out * math.prod(weight.shape[1:])
             groups = int(kwargs.get("groups", args[6] if len(args) > 6 else 1))
             kernel = math.prod(weight.shape[2:]) if n.target in _CONV_FUNCTIONS else 0
-        batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 0 else 1
         self.info[name] = NodeInfo(
             name=name,
             scope=self.scopes.get(n, ""),
@@ -215,8 +218,8 @@ class _Recorder(fx.Interpreter):
             shape=shape,
             macs=int(macs),
             params=int(params),
-            in_bytes=sum(_tensor_bytes(a) for a in args) // max(batch, 1),
-            out_bytes=_tensor_bytes(out) // max(batch, 1),
+            in_bytes=sum(_tensor_bytes(a) for a in args),
+            out_bytes=_tensor_bytes(out),
             groups=groups,
             kernel=kernel,
             batch=int(out.shape[0]) if isinstance(out, torch.Tensor) and out.dim() > 0 else 1,

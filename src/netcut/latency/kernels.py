@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from netcut.graph import TracedNetwork
     from netcut.types import CutPoint
 
-KINDS = ("conv", "pwconv", "dwconv", "gconv", "linear", "eltwise", "unary", "pool", "gpool", "concat")
+KINDS = ("conv", "pwconv", "dwconv", "gconv", "linear", "eltwise", "unary", "pool", "gpool", "concat", "matmul",
+         "attention", "layernorm")
+TOKEN_KINDS = ("matmul", "attention", "layernorm")  # on (rows, channels): hin rows, cin channels
 ACTIVATIONS = ("none", "relu", "relu6", "silu", "hardswish", "sigmoid", "hardsigmoid", "gelu", "tanh", "other")
 
 _CONV = {"Conv2d", "Conv2dSame", "conv2d", "StdConv2d", "StdConv2dSame", "ScaledStdConv2d"}
@@ -35,8 +37,11 @@ _BINARY = {"add", "iadd", "mul", "imul", "sub", "truediv", "div"}
 _POOL = {"MaxPool2d", "AvgPool2d", "max_pool2d", "avg_pool2d", "MaxPool2dSame", "AvgPool2dSame"}
 _GLOBAL_POOL = {"AdaptiveAvgPool2d", "adaptive_avg_pool2d", "mean", "SelectAdaptivePool2d"}
 _CONCAT = {"cat", "concat"}
+_MATMUL = {"matmul", "bmm", "baddbmm"}
+_ATTENTION = {"scaled_dot_product_attention"}
+_LAYERNORM = {"LayerNorm", "layer_norm", "LayerNorm2d"}
 _FREE = {"flatten", "view", "reshape", "contiguous", "getitem", "size", "Identity", "Dropout", "getattr", "Flatten",
-         "chunk", "split", "squeeze", "unsqueeze", "dropout"}
+         "chunk", "split", "squeeze", "unsqueeze", "dropout", "unbind", "expand", "reshape_as", "DropPath", "view_as"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class Kernel:
 
     def macs(self) -> int:
         """Multiply-accumulates of the kernel."""
+        if self.kind == "matmul":
+            return self.hin * self.cin * self.cout
+        if self.kind == "attention":  # scores and weighted sum over hin tokens, all heads: 2 T^2 C
+            return 2 * self.hin * self.hin * self.cin
         if self.kind in ("conv", "pwconv", "dwconv", "gconv"):
             return self.cout * self.hout * self.wout * (self.cin // max(self.groups, 1)) * self.k * self.k
         if self.kind == "linear":
@@ -107,8 +116,12 @@ def _only_user(node: fx.Node, members: set[fx.Node]) -> fx.Node | None:
 
 
 def _shape(traced: TracedNetwork, node: fx.Node) -> tuple[int, ...]:
-    shape = traced.info[traced.names[node]].shape
-    return tuple(shape) if shape else (1,)
+    """A node's output shape for one image, with windows or patches folded into the batch unfolded into its first
+    dimension (Swin's window attention runs once per window: its work counts that often)."""
+    info = traced.info[traced.names[node]]
+    if not info.shape:
+        return (1,)
+    return (info.batch * info.shape[0], *info.shape[1:]) if info.batch > 1 else tuple(info.shape)
 
 
 def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -126,13 +139,17 @@ def detect_kernels(traced: TracedNetwork, members: set[fx.Node]) -> list[Kernel]
             continue
         info = traced.info[traced.names[node]]
         op = info.op
-        if op in _FREE or info.shape is None:
+        if op in _FREE or (info.shape is None and op != "MultiheadAttention"):  # (it returns a tuple)
             continue
         tensor_inputs = [a for a in node.all_input_nodes if traced.info[traced.names[a]].shape is not None]
         source = tensor_inputs[0] if tensor_inputs else None
-        cin, hin, win = _chw(_shape(traced, source)) if source is not None else _chw(info.shape)
-        cout, hout, wout = _chw(info.shape)
-        if op in _CONV:
+        shape = _shape(traced, node) if info.shape is not None else None
+        cin, hin, win = _chw(_shape(traced, source)) if source is not None else _chw(shape or (1,))
+        cout, hout, wout = _chw(shape or (1,))
+        token_kernels = _token_kernels(traced, node, op, shape, source, tensor_inputs)
+        if token_kernels is not None:
+            kernels += token_kernels
+        elif op in _CONV:
             last, act = node, "none"
             nxt = _only_user(last, members)
             if nxt is not None and traced.info[traced.names[nxt]].op in _NORM:
@@ -160,7 +177,7 @@ def detect_kernels(traced: TracedNetwork, members: set[fx.Node]) -> list[Kernel]
                 act = _act_of(traced.info[traced.names[nxt]].op) or "none"
             small = min(int(np.prod(_shape(traced, a))) for a in tensor_inputs)
             kernels.append(Kernel("eltwise", cout, cout, hout, wout, hout, wout, act=act,
-                                  broadcast=small < int(np.prod(info.shape))))
+                                  broadcast=small < int(np.prod(shape or (1,)))))
         elif op in _GLOBAL_POOL or (op in _POOL and hout == 1 and wout == 1 and hin > 1):
             kernels.append(Kernel("gpool", cin, cin, hin, win, 1, 1))
         elif op in _POOL:
@@ -171,6 +188,40 @@ def detect_kernels(traced: TracedNetwork, members: set[fx.Node]) -> list[Kernel]
         elif op in _NORM or _act_of(op) or op in _BINARY or tensor_inputs:
             kernels.append(Kernel("unary", cout, cout, hout, wout, hout, wout, act=_act_of(op) or "other"))
     return kernels
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    """Rows of a (…, channels) activation: everything but its last dimension."""
+    return int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+
+
+def _token_kernels(traced: TracedNetwork, node: fx.Node, op: str, shape: tuple[int, ...] | None,
+                   source: fx.Node | None, tensor_inputs: list[fx.Node]) -> list[Kernel] | None:
+    """The kernels of a transformer's ops (None for any other op): a linear layer on tokens or a product of two
+    activations (matmul: rows x cin x cout), attention (one fused scaled dot-product attention over T tokens of
+    C channels), LayerNorm."""
+    shape = shape or (1,)
+    src = _shape(traced, source) if source is not None else shape
+    if op in ("Linear", "linear") and len(src) >= 2:
+        return [Kernel("matmul", src[-1], shape[-1], _rows(src), 1, _rows(shape), 1)]
+    if op in _MATMUL or (op == "matmul" and len(tensor_inputs) == 2):
+        return [Kernel("matmul", src[-1], shape[-1], _rows(src), 1, _rows(shape), 1)]
+    if op in _ATTENTION and len(src) >= 2:
+        heads = int(np.prod(src[:-2])) if len(src) > 2 else 1
+        channels = heads * src[-1]
+        return [Kernel("attention", channels, channels, src[-2], 1, src[-2], 1, groups=heads)]
+    if op == "MultiheadAttention" and len(src) >= 2:  # projections in, attention, projection out
+        module = traced.graph_module.get_submodule(str(node.target))
+        tokens, channels = _rows(src), src[-1]
+        return [Kernel("matmul", channels, 3 * channels, tokens, 1, tokens, 1),
+                Kernel("attention", channels, channels, tokens, 1, tokens, 1,
+                       groups=int(getattr(module, "num_heads", 1))),
+                Kernel("matmul", channels, channels, tokens, 1, tokens, 1)]
+    if op in _LAYERNORM and len(shape) >= 2:
+        channels = shape[0] if op == "LayerNorm2d" else shape[-1]
+        rows = int(np.prod(shape)) // max(channels, 1)
+        return [Kernel("layernorm", channels, channels, rows, 1, rows, 1)]
+    return None
 
 
 def trn_kernels(traced: TracedNetwork, cut: CutPoint, num_classes: int = 10) -> list[Kernel]:
@@ -193,6 +244,8 @@ def kernel_module(kernel: Kernel) -> tuple[nn.Module, torch.Tensor]:
 
 def _kernel_input(kernel: Kernel) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
+    if kernel.kind in TOKEN_KINDS:
+        return torch.randn(1, kernel.hin, kernel.cin, generator=generator)
     if kernel.kind == "linear":
         return torch.randn(1, kernel.cin, generator=generator)
     return torch.randn(1, kernel.cin, kernel.hin, kernel.win, generator=generator)
@@ -201,10 +254,16 @@ def _kernel_input(kernel: Kernel) -> torch.Tensor:
 def _kernel_body(kernel: Kernel) -> nn.Module:
     act = _activation_module(kernel.act)
     if kernel.kind in ("conv", "pwconv", "dwconv", "gconv"):
-        conv = nn.Conv2d(kernel.cin, kernel.cout, kernel.k, kernel.stride, kernel.k // 2, groups=kernel.groups)
+        patches = kernel.k == kernel.stride and kernel.k > 1  # a patch embedding: no padding
+        conv = nn.Conv2d(kernel.cin, kernel.cout, kernel.k, kernel.stride, 0 if patches else kernel.k // 2,
+                         groups=kernel.groups)
         return nn.Sequential(conv, nn.BatchNorm2d(kernel.cout), act)
-    if kernel.kind == "linear":
+    if kernel.kind in ("linear", "matmul"):
         return nn.Linear(kernel.cin, kernel.cout)
+    if kernel.kind == "attention":
+        return _Attention(kernel.cin, kernel.groups)
+    if kernel.kind == "layernorm":
+        return nn.LayerNorm(kernel.cin)
     if kernel.kind == "eltwise":
         return _Binary(kernel, act)
     if kernel.kind == "gpool":
@@ -225,7 +284,21 @@ class _OneElement(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
-        return y[:, :1, :1, :1] if y.dim() == 4 else y[:, :1]
+        return y[:, :1, :1, :1] if y.dim() == 4 else y[:, :1, :1] if y.dim() == 3 else y[:, :1]
+
+
+class _Attention(nn.Module):
+    """Scaled dot-product attention of x with itself, split into heads (one fused op in PyTorch; what a runtime
+    makes of it is what is timed)."""
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.width = max(heads, 1), channels // max(heads, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.reshape(x.shape[0], -1, self.heads, self.width).transpose(1, 2)
+        y = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        return y.transpose(1, 2).reshape(x.shape[0], -1, self.heads * self.width)
 
 
 def _activation_module(name: str) -> nn.Module:

@@ -1,4 +1,5 @@
-"""Random CNNs made of the blocks image networks use, for calibrating how kernels combine inside a network.
+"""Random networks made of the blocks image networks use (CNNs, vision transformers, hybrids), for calibrating
+how kernels combine inside a network.
 
 Kernels timed alone cost more than inside a network (the runtime converts layouts at every model boundary; inside
 a network consecutive kernels share one layout and warm caches). The analytical estimator fits that correction on
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _ACTS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish, "silu": nn.SiLU}
@@ -72,15 +74,58 @@ class Fire(nn.Module):
         return torch.cat([self.left(s), self.right(s)], 1)
 
 
+class TransformerBlock(nn.Module):
+    """A pre-norm transformer block: LayerNorm, multi-head self-attention, residual; LayerNorm, GELU MLP,
+    residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dim = self.proj.out_features
+        qkv = self.qkv(self.norm1(x)).reshape(x.shape[0], -1, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        x = x + self.proj(y.transpose(1, 2).reshape(x.shape[0], -1, dim))
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+
+
+class ToTokens(nn.Module):
+    """A feature map to tokens (batch, H*W, C), with a class token in front where asked."""
+
+    def __init__(self, dim: int, class_token: bool) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.flatten(2).transpose(1, 2)
+        return tokens if self.cls is None else torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1)
+
+
+class TokenMean(nn.Module):
+    """A transformer's head pooling: its final LayerNorm, then the mean of the tokens."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x).mean(1)
+
+
 class SyntheticNet(nn.Module):
     """A stem, a random stack of blocks, a head: a network nobody will ask about, made of the usual parts."""
 
-    def __init__(self, blocks: list[nn.Module], stem: nn.Module, features: int, input_size: int) -> None:
+    def __init__(self, blocks: list[nn.Module], stem: nn.Module, features: int, input_size: int,
+                 pool: nn.Module | None = None) -> None:
         super().__init__()
         self.input_size = input_size
         self.stem = stem
         self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = pool if pool is not None else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(features, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,8 +142,8 @@ def macs(net: nn.Module, size: int) -> int:
     def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         if isinstance(module, nn.Conv2d):
             total[0] += output.numel() * module.in_channels // module.groups * module.kernel_size[0] ** 2
-        elif isinstance(module, nn.Linear):
-            total[0] += module.in_features * module.out_features
+        elif isinstance(module, nn.Linear):  # on tokens: once per token
+            total[0] += output.numel() // output.shape[0] * module.in_features
 
     hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.inference_mode():
@@ -109,16 +154,42 @@ def macs(net: nn.Module, size: int) -> int:
 
 
 def synthetic_network(rng: np.random.Generator) -> SyntheticNet:
-    """One random network of at most MAX_MMACS: mobile (inverted residuals), residual (basic blocks) or fire-style,
-    96–224 px."""
+    """One random network of at most MAX_MMACS: mobile (inverted residuals), residual (basic blocks), fire-style,
+    a vision transformer or a hybrid, 96–224 px."""
     while True:
         net = _draw(rng)
         if macs(net, net.input_size) <= MAX_MMACS * 1e6:
             return net
 
 
+def _transformer(rng: np.random.Generator, hybrid: bool) -> SyntheticNet:
+    """A ViT (patches embedded by one strided convolution) or a hybrid (convolutional stages, then tokens)."""
+    size = int(rng.choice([96, 128, 160, 192, 224]))
+    dim = int(rng.choice([64, 96, 128, 192, 256, 320]))
+    heads = max(1, dim // int(rng.choice([32, 64])))
+    if hybrid:
+        act = str(rng.choice(list(_ACTS)))
+        c = int(rng.choice([16, 24, 32]))
+        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), _act(act)]
+        side = size // 2
+        for _ in range(int(rng.integers(2, 5))):
+            stride = 2 if side > 8 else 1
+            cout = min(dim, c * 2 if stride == 2 else c)
+            layers.append(InvertedResidual(c, cout, int(rng.choice([2, 4])), 3, stride, act, False))
+            c, side = cout, -(-side // stride)
+        layers += [nn.Conv2d(c, dim, 1), ToTokens(dim, False)]
+    else:
+        patch = 16 if size >= 160 else 8
+        layers = [nn.Conv2d(3, dim, patch, patch), ToTokens(dim, bool(rng.random() < 0.5))]
+    blocks: list[nn.Module] = [TransformerBlock(dim, heads, int(rng.choice([2, 3, 4])))
+                               for _ in range(int(rng.integers(2, 9)))]
+    return SyntheticNet(blocks, nn.Sequential(*layers), dim, size, TokenMean(dim))
+
+
 def _draw(rng: np.random.Generator) -> SyntheticNet:
-    family = str(rng.choice(["mobile", "mobile", "residual", "fire"]))
+    family = str(rng.choice(["mobile", "mobile", "residual", "fire", "transformer", "hybrid"]))
+    if family in ("transformer", "hybrid"):
+        return _transformer(rng, family == "hybrid")
     # dense 3x3 residual blocks cost the most: smaller inputs and widths keep them within MAX_MMACS
     size = int(rng.choice([96, 128, 160] if family == "residual" else [96, 128, 160, 192, 224]))
     act = str(rng.choice(list(_ACTS)))

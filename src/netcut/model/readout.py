@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from netcut.errors import NetcutError
 from netcut.graph import TracedNetwork
 from netcut.graph.cuts import node_layout
 
@@ -83,6 +84,14 @@ def readout_plan(traced: TracedNetwork) -> ReadoutPlan:
             break
         if isinstance(index, tuple) and len(index) == 2 and isinstance(index[1], slice):
             prefix = int(index[1].start or 0)
+    choice = traced.backbone.token_readout
+    if choice == "mean" and token is not None:
+        prefix, token = max(prefix, token + 1), None  # the mean of the tokens after the class token
+    elif choice == "class" and token is None:
+        if prefix == 0:
+            raise NetcutError(f"{traced.backbone.name} has no class token to read",
+                              "use --token-readout mean (or auto: as the backbone's own head reads)")
+        token = 0
     return ReadoutPlan(token, prefix, norm, norm_node, (info.shape or (0,))[0])
 
 

@@ -50,16 +50,23 @@ def print_models(out: Console, rows: list[dict[str, Any]]) -> None:
               "py:FILE.py:NAME (your own nn.Module). Add --weights DEFAULT|none|PATH.")
 
 
+def shape_label(cut: CutPoint) -> str:
+    """A cut's activation as a reader names it: C×H×W for a feature map, H×W×C for a channels-last one, tokens × C."""
+    if cut.layout == "tokens":
+        return f"{cut.shape[0]} tokens × {cut.shape[1]}"
+    return "×".join(map(str, cut.shape)) + (" (H×W×C)" if cut.layout == "nhwc" else "")
+
+
 def print_cuts(out: Console, model: str, input_size: int, granularity: str, cuts: list[CutPoint]) -> None:
     """The legal cut points of a backbone with their cost."""
     full = cuts[-1]
     table = Table(title=f"{model} @ {input_size}px: {len(cuts)} {granularity} cut points")
-    for column, justify in (("#", "right"), ("cut", "left"), ("C×H×W", "right"), ("params", "right"),
+    for column, justify in (("#", "right"), ("cut", "left"), ("C×H×W or tokens", "right"), ("params", "right"),
                             ("MACs", "right"), ("% MACs", "right"), ("op", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for i, c in enumerate(cuts):
         share = 100.0 * c.macs / full.macs if full.macs else 0.0
-        table.add_row(str(i), c.name + (" (full)" if c.is_full else ""), "×".join(map(str, c.shape)),
+        table.add_row(str(i), c.name + (" (full)" if c.is_full else ""), shape_label(c),
                       human(c.params), human(c.macs), f"{share:.0f}%", c.op)
     out.print(table)
 

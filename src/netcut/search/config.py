@@ -14,7 +14,7 @@ from netcut.model.head import HEAD_KINDS, HeadSpec
 from netcut.results import STRATEGIES
 from netcut.train.finetune import ALL_BLOCKS, FineTuneConfig, resolve_device
 from netcut.train.probe import TrainConfig
-from netcut.types import PERCENTILES, TRAIN_DEVICES
+from netcut.types import PERCENTILES, TOKEN_READOUTS, TRAIN_DEVICES
 
 
 def cuda_available() -> bool:
@@ -60,6 +60,7 @@ class ExploreConfig:
     devices: tuple[str, ...] = ()  # netcut-agent URLs: latency is measured on each (tokens are never stored)
     device_token_file: str | None = None
     weights: str | None = None
+    token_readout: str = "auto"  # how heads read transformer tokens: auto (as the backbone's head), class, mean
     head_hidden: int | None = None
     heads: tuple[str, ...] = ("linear",)  # linear (one cut's features, or an MLP with head_hidden), multi (Head2Toe)
     head_features: int = 512  # multi: how many pooled features the head keeps
@@ -75,6 +76,9 @@ class ExploreConfig:
             raise NetcutError("no models given", "pass --models efficientnet_lite0,efficientnet_lite1")
         if self.percentile not in PERCENTILES:
             raise NetcutError(f"unknown percentile {self.percentile!r}", f"use one of: {', '.join(PERCENTILES)}")
+        if self.token_readout not in TOKEN_READOUTS:
+            raise NetcutError(f"unknown token readout {self.token_readout!r}",
+                              f"use one of: {', '.join(TOKEN_READOUTS)}")
         if self.strategy not in STRATEGIES:
             raise NetcutError(f"unknown strategy {self.strategy!r}", f"use one of: {', '.join(STRATEGIES)}")
         if not (0 <= self.margin < 1) or self.margin != self.margin:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,8 @@ def load_network(backbone: Backbone, input_size: int | None, granularity: str) -
 def load_networks(config: ExploreConfig, given: list[Backbone] | None = None) -> dict[str, Network]:
     """Every backbone of the exploration, by name, in the order given."""
     backbones = given or [load_backbone(m, config.weights) for m in config.models]
+    if config.token_readout != "auto":
+        backbones = [replace(b, token_readout=config.token_readout) for b in backbones]
     names = [b.name for b in backbones]
     if len(set(names)) != len(names):
         raise NetcutError(f"a model is listed twice in {', '.join(names)}", "list each model once")

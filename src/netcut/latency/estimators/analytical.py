@@ -32,10 +32,10 @@ from netcut.paths import cache_dir
 from netcut.progress import QUIET, Reporter
 from netcut.types import CutPoint, Percentiles
 
-VERSION = 8
+VERSION = 9  # 9: transformer kernels (matmul, attention, layernorm) and networks
 # First samples per kind, then adaptive rounds; convolutions vary most, so they get more.
 INITIAL_SAMPLES = {"conv": 48, "pwconv": 64, "dwconv": 48, "gconv": 24, "linear": 16, "eltwise": 32, "unary": 16,
-                   "pool": 16, "gpool": 24, "concat": 16}
+                   "pool": 16, "gpool": 24, "concat": 16, "matmul": 48, "attention": 24, "layernorm": 16}
 ADAPTIVE_ROUNDS = 2
 SYNTHETIC_NETWORKS = 20  # random networks whose TRNs fit how kernels combine
 # A calibration times DEFAULT_SCALE times the counts above: a quarter of that left most unseen TRNs outside ±10%
@@ -62,10 +62,16 @@ def _channels(rng: np.random.Generator, low: int = 8, high: int = 1280) -> int:
 def sample_kernel(kind: str, rng: np.random.Generator) -> Kernel:
     """A random kernel of a kind, in the ranges image CNNs use at 64–224 px inputs."""
     h = int(round(_log_uniform(rng, 4, 112)))
-    act = str(rng.choice(["none", "relu", "relu6", "silu", "hardswish"], p=[0.3, 0.3, 0.2, 0.1, 0.1]))
+    # GELU follows the convolutions of hybrids (PoolFormer-style MLPs, FastViT, EfficientFormer)
+    act = str(rng.choice(["none", "relu", "relu6", "silu", "hardswish", "gelu"], p=[0.3, 0.25, 0.15, 0.1, 0.1, 0.1]))
     stride = int(rng.choice([1, 2], p=[0.75, 0.25]))
     out = max(1, -(-h // stride))
     if kind == "conv":
+        if rng.random() < 0.1:  # a transformer's patch embedding: non-overlapping k x k patches, stride k
+            k = int(rng.choice([2, 4, 8, 16]))
+            h = int(round(_log_uniform(rng, 4 * k, 256))) if k < 16 else int(rng.choice([64, 96, 128, 160, 224]))
+            cin = 3 if rng.random() < 0.6 else _channels(rng, 16, 384)
+            return Kernel(kind, cin, _channels(rng, 48, 768), h, h, h // k, h // k, k, k, 1, "none")
         if rng.random() < 0.15:  # a stem: the image at its full size, usually halved
             h = int(round(_log_uniform(rng, 32, 256)))
             stride = int(rng.choice([1, 2], p=[0.2, 0.8]))
@@ -101,6 +107,8 @@ def sample_kernel(kind: str, rng: np.random.Generator) -> Kernel:
     if kind == "pool":
         c = _channels(rng, 16, 512)
         h = max(h, 8)
+        if rng.random() < 0.3:  # same-size pooling (PoolFormer and EfficientFormer mix tokens with it)
+            return Kernel(kind, c, c, h, h, h, h, 3, 1)
         return Kernel(kind, c, c, h, h, -(-h // 2), -(-h // 2), int(rng.choice([2, 3])), 2)
     if kind == "gpool":
         c = _channels(rng, 8, 1280)
@@ -108,6 +116,26 @@ def sample_kernel(kind: str, rng: np.random.Generator) -> Kernel:
     if kind == "concat":
         c = _channels(rng, 8, 512)
         return Kernel(kind, c, 2 * c, h, h, h, h)
+    return _token_kernel(kind, rng)
+
+
+def _token_kernel(kind: str, rng: np.random.Generator) -> Kernel:
+    """A random transformer kernel on `rows` tokens (times heads for products inside attention), in the ranges
+    ViTs, Swin windows and hybrids use at 64–224 px."""
+    rows = int(round(_log_uniform(rng, 4, 3136)))
+    if kind == "matmul":
+        if rng.random() < 0.25:  # inside attention: (heads x T) rows of a head's width against T keys
+            width = int(rng.choice([16, 32, 48, 64]))
+            return Kernel(kind, width, int(round(_log_uniform(rng, 4, 600))), rows, 1, rows, 1)
+        return Kernel(kind, _channels(rng, 32, 1536), _channels(rng, 32, 3072), rows, 1, rows, 1)
+    if kind == "attention":
+        tokens = int(round(_log_uniform(rng, 4, 600)))
+        width = int(rng.choice([32, 64]))
+        heads = int(rng.choice([1, 2, 3, 4, 6, 8, 12]))
+        return Kernel(kind, heads * width, heads * width, tokens, 1, tokens, 1, groups=heads)
+    if kind == "layernorm":
+        c = _channels(rng, 32, 1536)
+        return Kernel(kind, c, c, rows, 1, rows, 1)
     raise ValueError(f"unknown kernel kind {kind!r}")
 
 
@@ -135,7 +163,7 @@ CONV_KINDS = ("conv", "pwconv", "dwconv", "gconv")
 # mobile networks, dense ones slower than inside residual networks (one shared factor left MobileNets ~15% under
 # and ResNets ~10% over)
 CONV_GROUPS = (("dense and grouped convolutions", ("conv", "gconv")), ("pointwise convolutions", ("pwconv",)),
-               ("depthwise convolutions", ("dwconv",)))
+               ("depthwise convolutions", ("dwconv",)), ("matrix products and attention", ("matmul", "attention")))
 COMBINE_TERMS = (*(name for name, _ in CONV_GROUPS), "concatenations", "other kernels",
                  "layout conversions saved (M elements)",
                  "network input layout conversion (M elements)", "per kernel", "per call")
@@ -155,7 +183,8 @@ def combine_row(kernels: list[Kernel], predicted: np.ndarray) -> list[float]:
     boundary = sum(_base_features(k)[1] + _base_features(k)[2] for k in kernels if k.kind in CONV_KINDS)
     network_input = _base_features(kernels[0])[1] if kernels else 0.0
     concat = float(predicted[kinds == "concat"].sum())
-    other = float(predicted[~np.isin(kinds, (*CONV_KINDS, "concat"))].sum())
+    grouped = [kind for _, members in CONV_GROUPS for kind in members]
+    other = float(predicted[~np.isin(kinds, (*grouped, "concat"))].sum())
     return [*groups, concat, other, -boundary, network_input, float(len(kernels)), 1.0]
 
 
