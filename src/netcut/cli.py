@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "examples:\n  netcut profile efficientnet_lite0\n"
                  "  netcut profile efficientnet_lite0 --backend onnxruntime --measure-all --out lite0.json\n"
                  "  netcut profile torchvision:resnet18 --estimator analytical --threads 1 --json\n"
+                 "  netcut profile torchvision:mobilenet_v2 --layers   (where the time and memory go)\n"
                  "Run it on the target device; pass the table to `netcut explore --latency-table` anywhere.",
                  cmd_profile)
     _add_model_args(p)
@@ -213,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimator(p)
     p.add_argument("--measure-all", action="store_true",
                    help="also measure every TRN and report each estimator's error (MAPE, share within ±10%%)")
+    p.add_argument("--layers", action="store_true",
+                   help="also show where the time goes: each block's share of the latency, its work, and peak "
+                   "memory along the depth (with --json: a `layers` list beside the table)")
     p.add_argument("--analytical-model", default=None, help="fitted analytical model JSON (default: per-device cache)")
     p.add_argument("--bundle", default=None, help="measure nothing here: write every TRN and a plan to this file for "
                    "`netcut-agent run FILE --out T.json` on a device without a network path")
@@ -292,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--max-model-mb", type=float, default=None, help="also drop candidates whose model file (in "
                    "the backend's format and precision) exceeds this many MB")
+    p.add_argument("--max-ram-mb", type=float, default=None, help="also drop candidates whose peak memory where "
+                   "they run (estimated, then measured for the winner; with several devices, on each) exceeds this "
+                   "many MB (10^6 bytes)")
     p.add_argument("--calibration-images", type=_positive_int, default=128,
                    help="training images that calibrate int8 (default 128, at least 64)")
     _add_latency_args(p, several=True)
@@ -429,16 +436,21 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if cluster is not None:
             cluster.close()
     if args.json:
-        payload = [t.to_json() for t, _, _ in tables]
+        from netcut.latency.table import along_depth
+
+        payload = [{**t.to_json(), **({"layers": [r.to_json() for r in along_depth(t)]} if args.layers else {})}
+                   for t, _, _ in tables]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return 0
-    from netcut.report.console import console, print_profile
+    from netcut.report.console import console, print_layers, print_profile
 
     out = console()
     for table, out_path, fitted in tables:
         if len(tables) > 1:
             out.print(f"device {table.environment.get('device')}:")
         print_profile(out, table, args.measure_all, fitted)
+        if args.layers:
+            print_layers(out, table)
         if out_path is not None:
             out.print(f"latency table written to {out_path}")
     return 0
@@ -507,7 +519,7 @@ def explore_config(args: argparse.Namespace) -> ExploreConfig:
         models=models, data=args.data, deadlines=tuple(parse_deadlines(args.deadline)), percentile=args.percentile,
         margin=args.margin, estimator=args.estimator, latency_tables=tuple(args.latency_table),
         backends=_names(args.backend), precisions=_names(args.precision), max_model_mb=args.max_model_mb,
-        calibration_images=args.calibration_images,
+        max_ram_mb=args.max_ram_mb, calibration_images=args.calibration_images,
         strategy=args.strategy, granularity=args.granularity, fine_tune_blocks=args.fine_tune_blocks,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_top=args.fine_tune_top, budget_s=args.budget,
         distill=args.distill,
@@ -541,7 +553,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         from netcut.report import write_report
 
         paths = write_report(result, Path(config.run_dir) / "report")
-        reporter.note(f"report: {paths['markdown']} (and .html, frontier.png)")
+        reporter.note(f"report: {paths['markdown']} (and .html, frontier.png, depth.png)")
     if args.json:
         print(json.dumps(explore_json(result), indent=2))
     else:

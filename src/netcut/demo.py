@@ -89,7 +89,7 @@ def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
     result = Explorer(replace(config, deadlines=tuple(deadlines)), Reporter()).run()
     print_result(console, result)
     paths = write_report(result, Path(run_dir) / "report")
-    console.print(f"\n4. Report: {paths['markdown']}, {paths['html']}, plot {paths['plot']}")
+    console.print(f"\n4. Report: {paths['markdown']}, {paths['html']}, plots {paths['plot']} and {paths['depth']}")
     met = [d for d in result.decisions if d.chosen is not None]
     if met:
         out = Path(run_dir) / "winner.onnx"

@@ -14,6 +14,7 @@ from typing import Any
 from netcut.codec import decode, encode
 from netcut.errors import NetcutError
 from netcut.types import CandidateId, CutPoint, Percentiles
+from netcut_agent.memory import MemoryRecord
 
 STRATEGIES = ("netcut", "exhaustive")
 RESULT_KIND = "netcut-explore-result"
@@ -28,10 +29,16 @@ class Deadline:
     percentile: str = "p50"
     margin: float = 0.05
     max_model_mb: float | None = None  # the second budget: the model file's size in its deployment format
+    max_ram_mb: float | None = None  # the third: peak memory where it runs (1 MB = 10^6 bytes)
 
     def fits(self, candidate: Candidate) -> bool:
-        """Whether the candidate's model file fits the size budget (if any)."""
-        return self.max_model_mb is None or candidate.size_bytes <= self.max_model_mb * 1e6
+        """Whether the candidate fits the size and memory budgets (if any; memory: its estimate or measurement)."""
+        return (self.max_model_mb is None or candidate.size_bytes <= self.max_model_mb * 1e6) and \
+            self.ram_fits(candidate.ram_bytes)
+
+    def ram_fits(self, ram_bytes: int | None) -> bool:
+        """Whether a peak memory fits the memory budget (an unknown one, None, does)."""
+        return self.max_ram_mb is None or ram_bytes is None or ram_bytes <= self.max_ram_mb * 1e6
 
     def admission_ms(self, candidate: Candidate) -> float:
         """The estimate at the deadline's percentile, inflated by the margin: what is held against the deadline."""
@@ -56,6 +63,8 @@ class Candidate:
     latency_source: str  # estimator name or "table:PATH"
     size_bytes: int = 0  # the TRN's model file in its backend's format and precision
     per_device: dict[str, Percentiles] = field(default_factory=dict, compare=False)  # with several devices: each one's
+    ram_bytes: int | None = None  # peak memory where it runs (the largest device's); None: unknown
+    ram_source: str = ""  # "measured" or "estimated"
 
     @property
     def model(self) -> str:
@@ -84,6 +93,8 @@ class LatencyRecord:
     latency: Percentiles
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
     size_bytes: int = 0
+    ram_bytes: int | None = None  # peak memory: measured (memory set) or estimated
+    memory: MemoryRecord | None = None  # the measurement, where the TRN's memory was measured
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,7 @@ class Choice:
     candidate: Candidate
     record: TrainingRecord
     measured: Percentiles | None = None
+    memory: MemoryRecord | None = None  # its peak memory, load and first-inference times, measured with the latency
 
     @property
     def model(self) -> str:
@@ -167,6 +179,7 @@ class Rejection:
     candidate: CandidateId
     measured_ms: float
     estimated_ms: float
+    ram_bytes: int | None = None  # its measured peak memory, where that is what missed (the memory budget)
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,18 @@ from netcut.errors import NetcutError
 from netcut.paths import lock_path, store_path
 from netcut.results import ExploreResult, LatencyRecord, TrainingRecord
 from netcut.types import CandidateId, Percentiles
+from netcut_agent.memory import MemoryRecord
 
-SCHEMA_VERSION = 4  # stores of another schema are refused with a clear message (no silent misreading)
+SCHEMA_VERSION = 5  # stores of another schema are refused with a clear message (no silent misreading)
+# what turns a store of an older schema into this one (5: latencies carry peak memory)
+_MIGRATIONS = {4: ("ALTER TABLE latencies ADD COLUMN ram_bytes INTEGER",
+                   "ALTER TABLE latencies ADD COLUMN memory TEXT")}
 
 # Columns are bound by name everywhere below (INSERT ... (cols) VALUES (:cols), rows read as sqlite3.Row).
 _RECORD_COLUMNS = ("key", "backbone", "cut", "cut_index", "head", "dataset", "train_config", "finetune_blocks",
                    "precision", "metric", "val_score", "test_score", "metrics", "seconds", "created_run", "backend")
 _LATENCY_COLUMNS = ("key", "backbone", "cut", "backend", "precision", "device", "fingerprint", "estimator", "p50",
-                    "p90", "p99", "environment", "size_bytes")
+                    "p90", "p99", "environment", "size_bytes", "ram_bytes", "memory")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS training_records (
@@ -41,7 +45,8 @@ CREATE TABLE IF NOT EXISTS artifacts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, 
 CREATE TABLE IF NOT EXISTS latencies (
     key TEXT PRIMARY KEY, backbone TEXT NOT NULL, cut TEXT NOT NULL, backend TEXT NOT NULL, precision TEXT NOT NULL,
     device TEXT NOT NULL, fingerprint TEXT NOT NULL, estimator TEXT NOT NULL, p50 REAL NOT NULL, p90 REAL NOT NULL,
-    p99 REAL NOT NULL, environment TEXT NOT NULL, size_bytes INTEGER NOT NULL, created TEXT NOT NULL);
+    p99 REAL NOT NULL, environment TEXT NOT NULL, size_bytes INTEGER NOT NULL, created TEXT NOT NULL,
+    ram_bytes INTEGER, memory TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
     config TEXT NOT NULL, result TEXT);
@@ -96,6 +101,12 @@ class ResultStore:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" in tables:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is not None and int(row[0]) in _MIGRATIONS:
+            with self.transaction():
+                for statement in _MIGRATIONS[int(row[0])]:
+                    self.db.execute(statement)
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+            row = (str(SCHEMA_VERSION),)
         if row is not None and int(row[0]) != SCHEMA_VERSION:
             written_by = self.db.execute("SELECT value FROM meta WHERE key='netcut'").fetchone()
             raise NetcutError(
@@ -191,7 +202,8 @@ class ResultStore:
         return LatencyRecord(row["key"], CandidateId(row["backbone"], row["cut"], row["backend"], row["precision"],
                                                      row["device"]), row["fingerprint"], row["estimator"],
                              Percentiles(row["p50"], row["p90"], row["p99"]), json.loads(row["environment"]),
-                             int(row["size_bytes"]))
+                             int(row["size_bytes"]), row["ram_bytes"],
+                             MemoryRecord.from_json(json.loads(row["memory"])) if row["memory"] else None)
 
     def put_latencies(self, records: list[LatencyRecord]) -> None:
         """Save latencies together."""
@@ -202,7 +214,8 @@ class ResultStore:
                     "key": r.key, "backbone": c.backbone, "cut": c.cut, "backend": c.backend,
                     "precision": c.precision, "device": c.device, "fingerprint": r.fingerprint,
                     "estimator": r.estimator, **r.latency.to_json(), "environment": json.dumps(r.environment),
-                    "size_bytes": r.size_bytes, "created": _now()})
+                    "size_bytes": r.size_bytes, "ram_bytes": r.ram_bytes,
+                    "memory": json.dumps(r.memory.to_json()) if r.memory else None, "created": _now()})
 
     # runs ----------------------------------------------------------------------------------------------------
     def start_run(self, config: dict[str, Any]) -> int:

@@ -37,7 +37,7 @@ def test_a_winner_that_misses_the_deadline_when_measured_is_rejected(tmp_path, s
     def slow_first(ctx, candidate):
         calls.append(candidate.label)
         if len(calls) == 1:
-            return Percentiles(5000.0, 5000.0, 5000.0)  # far beyond the 1000 ms deadline
+            return Percentiles(5000.0, 5000.0, 5000.0), None  # far beyond the 1000 ms deadline
         return real(ctx, candidate)
 
     monkeypatch.setattr(explore_module, "measure_candidate", slow_first)

@@ -41,6 +41,9 @@ def test_a_bundle_measured_on_the_device_is_a_table_explore_uses(bundle, tmp_pat
     assert table.model == "efficientnet_lite0" and table.estimator == "measured" and len(table.cuts) == 18
     assert all(row.measured is not None and row.measured.p50 > 0 and row.size_bytes > 0 for row in table.cuts)
     assert table.environment["threads"] == 1 and "offline bundle" in table.environment["measured_by"]
+    # every TRN's peak memory measured on the device too, deeper TRNs (more weights) needing more
+    assert all(row.memory is not None and row.ram_bytes == row.memory.peak_bytes > 0 for row in table.cuts)
+    assert table.cuts[-1].ram_bytes > table.cuts[0].ram_bytes
     explore = run_cli("explore", "--models", "efficientnet_lite0", "--data", "digits", "--deadline", "1000",
                       "--input-size", "32", "--limit-train", "200", "--limit-test", "100", "--epochs", "5",
                       "--no-report", "--no-verify", "--run-dir", str(tmp_path / "run"), "--latency-table",
@@ -48,6 +51,18 @@ def test_a_bundle_measured_on_the_device_is_a_table_explore_uses(bundle, tmp_pat
     assert explore.returncode == 0, explore.stderr
     chosen = json.loads(explore.stdout)["chosen"]
     assert chosen["estimated_ms"] == pytest.approx(table.row(chosen["cut"]).measured.p50)
+    ram = table.row(chosen["cut"]).ram_bytes
+    assert chosen["ram_source"] == "measured" and chosen["ram_mb"] * 1e6 == pytest.approx(ram)
+    without = json.loads(table_path.read_text())  # a table from an agent that did not measure memory
+    for row in without["cuts"]:
+        row.pop("ram_bytes"), row.pop("memory")
+    (tmp_path / "old.json").write_text(json.dumps(without))
+    old = run_cli("explore", "--models", "efficientnet_lite0", "--data", "digits", "--deadline", "1000",
+                  "--input-size", "32", "--limit-train", "200", "--limit-test", "100", "--epochs", "5", "--no-report",
+                  "--no-verify", "--run-dir", str(tmp_path / "run"), "--latency-table", str(tmp_path / "old.json"),
+                  "--json")
+    assert old.returncode == 0 and "no memory measurements" in old.stderr
+    assert json.loads(old.stdout)["chosen"]["ram_source"] == "estimated"
     other = run_cli("explore", "--models", "efficientnet_lite0", "--data", "digits", "--deadline", "1000",
                     "--input-size", "48", "--run-dir", str(tmp_path / "run48"), "--latency-table", str(table_path))
     assert other.returncode == 2 and "was made for efficientnet_lite0 at 32px" in other.stderr

@@ -56,6 +56,27 @@ def test_explore_measures_on_the_device_and_says_so(device, tmp_path):
         errors="ignore") and token_file.read_text().strip() not in result.stdout
 
 
+def test_a_memory_budget_is_measured_on_the_device(device, tmp_path):
+    """Peak memory measured by the agent (anchors, the winner), a budget that drops the first winner, and the memory
+    route of the agent's API."""
+    url, token_file = device
+    args = (*EXPLORE, "--run-dir", str(tmp_path / "run"), "--device", url, "--device-token-file", str(token_file),
+            "--json")
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    out = json.loads(first.stdout)
+    chosen = out["chosen"]
+    assert chosen["ram_source"] == "measured" and chosen["memory"]["method"] == "VmHWM"
+    assert {r["ram_source"] for r in out["candidates"]} == {"measured", "estimated"}
+    budget = 0.7 * chosen["ram_mb"]
+    second = run_cli(*args, "--max-ram-mb", f"{budget:.3f}")
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["chosen"]["ram_mb"] <= budget and again["chosen"]["ram_source"] == "measured"
+    assert again["chosen"]["cut"] != chosen["cut"]
+    assert all(not r["feasible"] for r in again["candidates"] if r["ram_mb"] > budget)
+
+
 @pytest.mark.parametrize("case, expected", [
     ("no token", "no token for device"),
     ("wrong token", "refused the token"),

@@ -69,6 +69,27 @@ def test_tight_deadline_picks_a_trn_that_meets_it_and_rerun_reuses_everything(cl
     assert redo["newly_trained"] == 0 and redo["chosen"] == data["chosen"]
 
 
+def test_a_memory_budget_drops_what_does_not_fit_and_the_winner_is_measured_within_it(cli, tmp_path, latencies):
+    _, probe = latencies
+    first = probe["chosen"]
+    assert first["ram_source"] == "measured" and first["memory"]["peak_bytes"] == pytest.approx(first["ram_mb"] * 1e6)
+    assert first["memory"]["load_ms"] > 0 and first["memory"]["first_ms"] > 0
+    assert all(r["ram_mb"] > 0 for r in probe["candidates"])
+    assert {r["ram_source"] for r in probe["candidates"]} == {"measured", "estimated"}  # anchors measured
+    budget = 0.7 * first["ram_mb"]
+    result = explore(cli, tmp_path, "--deadline", "1000", "--max-ram-mb", f"{budget:.3f}", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["max_ram_mb"] == pytest.approx(budget, abs=1e-3)
+    for row in data["candidates"]:
+        if row["ram_mb"] > budget:
+            assert not row["feasible"]
+    chosen = data["chosen"]
+    assert chosen["ram_source"] == "measured" and chosen["ram_mb"] <= budget
+    assert (chosen["model"], chosen["cut"]) != (first["model"], first["cut"])
+    assert f"peak memory ≤ {float(f'{budget:.3f}'):g} MB" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_several_deadlines_and_report_and_export(cli, tmp_path, latencies):
     estimates, _ = latencies
     values = sorted(estimates.values())
@@ -79,7 +100,7 @@ def test_several_deadlines_and_report_and_export(cli, tmp_path, latencies):
     assert [d["deadline_ms"] for d in data["deadlines"]] == sorted(float(x) for x in deadlines.split(","))
     loose = data["deadlines"][-1]
     assert loose["chosen"] is not None and loose["best_off_the_shelf"] is not None
-    for name in ("report.md", "report.html", "frontier.png"):
+    for name in ("report.md", "report.html", "frontier.png", "depth.png"):
         assert (tmp_path / "report" / name).stat().st_size > 500
     assert "Pareto frontier" in (tmp_path / "report" / "report.md").read_text()
     report = cli("report", str(tmp_path), "--out", str(tmp_path / "again"))

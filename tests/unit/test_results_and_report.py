@@ -50,7 +50,7 @@ def test_json_view_keeps_the_documented_fields(explored):
                   "fine_tune_blocks", "backend", "precision"):
         assert field in chosen, field
     assert (chosen["model"], chosen["cut"], chosen["latency_ms"], chosen["accuracy"]) == ("a", "blocks.4", 4.9, 0.84)
-    assert mid["rejected_on_verification"] == [{"model": "b", "cut": "blocks.1", "measured_ms": 6.4,
+    assert mid["rejected_on_verification"] == [{"model": "b", "cut": "blocks.1", "measured_ms": 6.4, "ram_mb": None,
                                                 "estimated_ms": 4.0}]
     assert mid["proposals"] == ["a@blocks.3", "a@blocks.4", "b@blocks.1"]
     rows = {(r["model"], r["cut"]): r for r in mid["candidates"]}
@@ -67,11 +67,11 @@ def test_json_view_keeps_the_documented_fields(explored):
 def test_markdown_report_shows_choice_gain_rejection_and_frontier(explored):
     md = markdown(explored)
     assert ("| 6 ms | a | blocks.4 (full) | onnxruntime fp32 | 0.8400 | 0.8500 | 4.90 ms | 5.10 ms | 5.00 ms | "
-            "0.02 MB | a 0.8400 | +0.00% |") in md
+            "0.02 MB | – | a 0.8400 | +0.00% |") in md
     assert "rejected: b@blocks.1 (onnxruntime fp32) measured 6.40 ms (estimated 4.00)" in md
     assert "| 0.5 ms | none: no candidate's estimated latency meets the deadline (fastest a@blocks.0: 1.00 ms)" in md
     assert "## Pareto frontiers" in md and "### onnxruntime, fp32" in md
-    assert "| b (off-the-shelf) | blocks.4 | 10.00 ms | 0.02 MB | 0.9300 |" in md
+    assert "| b (off-the-shelf) | blocks.4 | 10.00 ms | 0.02 MB | – | 0.9300 |" in md
     assert "- 6 ms: a@blocks.3, a@blocks.4, b@blocks.1" in md
     page = to_html(md, "netcut report")
     assert page.count("<table>") == 3 and "<img src=\"frontier.png\"" in page and "&lt;" not in page

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from netcut_agent.memory import MemoryRecord, probe
 from netcut_agent.runtimes import ModelError, Runner, Runtime, input_shape
 from netcut_agent.stability import Stability, stability
 from netcut_agent.stats import LatencyStats, summarize
@@ -62,8 +63,9 @@ class NodeProfile:
 class Bench:
     """Loaded models of one runtime, by name, each with its input."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, spec: str = "", threads: int = 1) -> None:
         self.runtime = runtime
+        self.spec, self.threads = spec or runtime.name, threads  # how to start the same runtime in another process
         self.models: dict[str, tuple[Runner, np.ndarray]] = {}
 
     def load(self, name: str, payload: bytes, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -80,6 +82,10 @@ class Bench:
         """Forget models (all when names is None)."""
         for name in list(self.models) if names is None else names:
             self.models.pop(name, None)
+
+    def memory(self, payload: bytes, shape: tuple[int, ...]) -> MemoryRecord:
+        """A model's peak memory, load and first-inference times, in a fresh process of this runtime."""
+        return probe(self.spec, self.threads, payload, tuple(shape))
 
     def run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
         """Run a loaded model on an input."""

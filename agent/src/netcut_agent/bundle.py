@@ -61,7 +61,8 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
 
 
 def run_bundle(path: Path, threads: int | None = None) -> dict[str, Any]:
-    """Time every model of the bundle interleaved, in its runtime's own process; the filled latency table."""
+    """Time every model of the bundle interleaved, in its runtime's own process, and measure each one's peak memory
+    (a fresh process of the runtime per model); the filled latency table."""
     plan, models = read_bundle(path)
     threads = threads or plan.get("threads") or os.cpu_count() or 1
     timing = TimingConfig(int(plan["timing"]["warmup"]), int(plan["timing"]["repeats"]))
@@ -75,6 +76,7 @@ def run_bundle(path: Path, threads: int | None = None) -> dict[str, Any]:
         for cut, payload in models.items():
             worker.load(cut, payload, shapes[cut])
         stats = worker.time(list(models), timing).stats
+        memory = {cut: worker.memory(payload, shapes[cut]) for cut, payload in models.items()}
     except WorkerFailure as exc:
         raise BundleError(f"the {plan['runtime']} runtime failed on it: {exc.message}") from exc
     finally:
@@ -85,6 +87,7 @@ def run_bundle(path: Path, threads: int | None = None) -> dict[str, Any]:
             s = stats[row["name"]]
             for prefix in ("estimated", "measured"):
                 row.update({f"{prefix}_ms": s.p50, f"{prefix}_p90_ms": s.p90, f"{prefix}_p99_ms": s.p99})
+            row.update({"ram_bytes": memory[row["name"]].peak_bytes, "memory": memory[row["name"]].to_json()})
     except (KeyError, TypeError) as exc:
         raise BundleError(f"its table does not match its models ({exc})") from exc
     seconds = time.perf_counter() - started

@@ -72,10 +72,12 @@ def measure(paths: list[Path], runtime_name: str | None, shape: tuple[int, ...] 
         runtime = get_runtime(name, threads)
     except (KeyError, RuntimeMissing) as exc:
         raise UsageError(f"{exc}\nfix: pip install 'netcut-agent[{name}]', or choose another --runtime") from exc
-    bench = Bench(runtime)
+    bench = Bench(runtime, name, threads)
     labels = []
+    payloads: dict[str, bytes] = {}
     for path in paths:
         label, payload = str(path), read_model(path)
+        payloads[label] = payload
         try:
             bench.load(label, payload, shape)
             bench.run(label, bench.models[label][1])  # a wrong input shape fails here, not mid-timing
@@ -89,8 +91,11 @@ def measure(paths: list[Path], runtime_name: str | None, shape: tuple[int, ...] 
                              ) from exc
         labels.append(label)
     result = bench.time(labels, config)
+    memory = {label: bench.memory(payloads[label], bench.models[label][1].shape).to_json()
+              for label in labels}
     env = {**machine(), "threads": threads, "runtime": name, **runtime.versions(), "agent": __version__}
-    return {"models": {k: v.to_json() for k, v in result.stats.items()}, "environment": env,
+    return {"models": {k: {**v.to_json(), "memory": memory[k]} for k, v in result.stats.items()},
+            "environment": env,
             "timing": {"warmup": config.warmup, "repeats": config.repeats, "interleaved": True}}
 
 

@@ -5,11 +5,14 @@ Routes (JSON replies; every route but /v1/health needs `Authorization: Bearer TO
     GET    /v1/health                                    up or not (no token)
     GET    /v1/device                                    the device's environment and installed runtimes
     POST   /v1/measure?format=onnx|tflite|openvino[&runtime=R][&threads=N][&repeats=R][&warmup=W][&shape=1,3,H,W]
-                                                         body: one model file; p50/p90/p99/mean/std (ms), environment
+                                                         body: one model file; p50/p90/p99/mean/std (ms), peak
+                                                         memory, load and first-inference times, environment
     POST   /v1/sessions?runtime=R&threads=N              a session: one runtime process keeping models loaded
     POST   /v1/sessions/ID/models?name=NAME[&shape=...]  body: a model file, loaded under NAME
     POST   /v1/sessions/ID/time                          body: {"timed": [...], "chains": {...}, "config": {...}}
     POST   /v1/sessions/ID/run?name=NAME                 body: an .npy input; reply: an .npz of the outputs
+    POST   /v1/sessions/ID/memory[?shape=...]            body: a model file; its peak memory over the idle runtime,
+                                                         load and first-inference times (a fresh runtime process)
     POST   /v1/sessions/ID/unload                        body: {"names": [...] or null}
     DELETE /v1/sessions/ID
 
@@ -137,6 +140,7 @@ class Agent:
             try:
                 shape = worker.load("model", body, shape)
                 stats = worker.time(["model"], config).stats["model"]
+                memory = worker.memory(body, shape)
             except WorkerFailure as exc:
                 raise refusal(exc) from exc
             finally:
@@ -147,7 +151,8 @@ class Agent:
             finished = time.time()
         return {"p50_ms": stats.p50, "p90_ms": stats.p90, "p99_ms": stats.p99, "mean_ms": stats.mean,
                 "std_ms": stats.std, "min_ms": stats.min, "n": stats.n, "input_shape": list(shape),
-                "format": fmt, "environment": env, "job": {"started_unix": started, "finished_unix": finished}}
+                "format": fmt, "memory": memory.to_json(), "environment": env,
+                "job": {"started_unix": started, "finished_unix": finished}}
 
     def open_session(self, query: dict[str, list[str]]) -> dict[str, Any]:
         """Start a runtime process that keeps models loaded between requests."""
@@ -182,13 +187,16 @@ class Agent:
 
     def _session_action(self, worker: WorkerProcess, action: str, body: bytes, query: dict[str, list[str]]
                         ) -> tuple[dict[str, Any] | bytes, str]:
+        fmt = "tflite" if worker.runtime == "litert" else ("openvino" if body[257:262] == b"ustar" else "onnx")
         if action == "models":
             name = query.get("name", [""])[0]
             if not name:
                 raise HttpError(400, "name is required: /v1/sessions/ID/models?name=NAME")
-            fmt = "tflite" if worker.runtime == "litert" else ("openvino" if body[257:262] == b"ustar" else "onnx")
             check_model(body, fmt)
             return {"shape": list(worker.load(name, body, _shape(query)))}, "application/json"
+        if action == "memory":
+            check_model(body, fmt)
+            return {"memory": worker.memory(body, _shape(query) or ()).to_json()}, "application/json"
         if action == "run":
             try:
                 x = np.load(io.BytesIO(body), allow_pickle=False)

@@ -23,6 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from netcut_agent.bench import Bench, NodeProfile, TimingResult
+from netcut_agent.memory import MemoryRecord
 from netcut_agent.runtimes import ModelError, get_runtime
 from netcut_agent.timing import TimingConfig, machine
 
@@ -62,6 +63,8 @@ def handle(bench: Bench, request: dict[str, Any]) -> dict[str, Any]:
     if op == "time":
         config = TimingConfig(**request["config"])
         return {"result": bench.time(request["timed"], config, request.get("chains")).to_json()}
+    if op == "memory":
+        return {"memory": bench.memory(request["payload"], tuple(request["shape"])).to_json()}
     if op == "profile":
         profile = bench.profile(request["payload"], tuple(request["shape"]), int(request["runs"]))
         return {"profile": None if profile is None else profile.to_json()}
@@ -72,7 +75,7 @@ def handle(bench: Bench, request: dict[str, Any]) -> dict[str, Any]:
 
 def serve(runtime: str, threads: int, requests: IO[bytes], replies: IO[bytes]) -> None:
     """Answer requests until the other side closes the stream or says close."""
-    bench = Bench(get_runtime(runtime, threads))
+    bench = Bench(get_runtime(runtime, threads), runtime, threads)
     while True:
         try:
             request = receive(requests)
@@ -103,12 +106,9 @@ class WorkerProcess:
 
     def __init__(self, runtime: str, threads: int) -> None:
         self.runtime, self.threads = runtime, threads
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        # the worker's own thread pools are the runtime's; keep BLAS/OpenMP from adding more
-        env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "netcut_agent.worker", "--runtime", runtime, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=runtime_env(threads))
         self._stderr: list[bytes] = []
         threading.Thread(target=self._drain, daemon=True).start()
         self.lock = threading.Lock()
@@ -163,6 +163,11 @@ class WorkerProcess:
         reply = self.call({"op": "time", "timed": timed, "chains": chains or {}, "config": asdict(config)})
         return TimingResult.from_json(reply["result"])
 
+    def memory(self, payload: bytes, shape: tuple[int, ...]) -> MemoryRecord:
+        """A model file's peak memory, load and first-inference times, measured by the worker in a fresh process of
+        its runtime."""
+        return MemoryRecord.from_json(self.call({"op": "memory", "payload": payload, "shape": list(shape)})["memory"])
+
     def profile(self, payload: bytes, shape: tuple[int, ...], runs: int) -> NodeProfile | None:
         """Run a model file under the runtime's per-node profiler (None where the runtime has none)."""
         reply = self.call({"op": "profile", "payload": payload, "shape": list(shape), "runs": runs})
@@ -182,15 +187,30 @@ class WorkerProcess:
                 self.process.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m netcut_agent.worker`."""
-    parser = argparse.ArgumentParser(description="netcut's runtime worker (started by netcut, not by hand)")
+def runtime_env(threads: int) -> dict[str, str]:
+    """The environment of a process owning a runtime: its own thread pools only, output unbuffered."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the worker's own thread pools are the runtime's; keep BLAS/OpenMP from adding more
+    env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    return env
+
+
+def process_start(description: str, argv: list[str] | None) -> tuple[argparse.Namespace, IO[bytes]]:
+    """The --runtime and --threads of a runtime process netcut started, and its reply stream: the real stdout, while
+    whatever a runtime prints goes to stderr (it must not corrupt the replies)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--runtime", required=True)
     parser.add_argument("--threads", type=int, required=True)
     args = parser.parse_args(argv)
     replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever a runtime prints must not corrupt the reply stream
+    os.dup2(2, 1)
     sys.stdout = sys.stderr
+    return args, replies
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m netcut_agent.worker`."""
+    args, replies = process_start("netcut's runtime worker (started by netcut, not by hand)", argv)
     try:
         serve(args.runtime, args.threads, sys.stdin.buffer, replies)
     except Exception as exc:  # the runtime could not start: say why on the reply stream, then exit

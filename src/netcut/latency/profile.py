@@ -12,6 +12,7 @@ from netcut.latency.backends import check_precision, get_backend
 from netcut.latency.estimators import EstimatorRun, available_estimators, estimated_accuracy, run_estimator
 from netcut.latency.estimators.measured import measure_trns
 from netcut.latency.harness import environment
+from netcut.latency.memory import session_ram
 from netcut.latency.session import RuntimeSession
 from netcut.latency.settings import ProfileSettings
 from netcut.latency.steadiness import TimingLog
@@ -66,12 +67,14 @@ def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool
     main = run_estimator(traced, cuts, session, settings, reporter, ground_truth=measure_all)
     cost = {settings.estimator: main.cost_s}
     measured: dict[str, Percentiles] | None = None
+    known = dict(main.memory)
     if measure_all:
         if main.measured:
             measured = {n: s.only() for n, s in main.measured.items()}
         else:
-            run = measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter)
+            run = measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter, memory=True)
             measured = run.estimates
+            known.update(run.memory)
             cost["measured"] = run.cost_s
     accuracy = {}
     if measured is not None:
@@ -84,12 +87,17 @@ def _profile(traced: TracedNetwork, settings: ProfileSettings, measure_all: bool
         for name, run in runs.items():
             if name != "measured":
                 accuracy[name] = estimated_accuracy(run, [c.name for c in cuts], truth)
+    ram = session_ram(traced, cuts, session, settings.num_classes, settings.harness.batch, known,
+                      every=measure_all, reporter=reporter)
     rows = [CutLatency(c.name, main.estimates[c.name], measured[c.name] if measured is not None else None, c.macs,
-                       c.params, main.sizes.get(c.name, 0)) for c in cuts]
+                       c.params, main.sizes.get(c.name, 0), ram.bytes[c.name], ram.measured.get(c.name))
+            for c in cuts]
     cost["total"] = time.perf_counter() - started
     extra = {**session.versions(), "batch": settings.harness.batch, "repeats": settings.harness.repeats,
              "warmup": settings.harness.warmup}
     extra["timing"] = session.log.summary()
+    extra["memory"] = {"model": ram.model.to_json(), "measured": len(ram.measured),
+                       **({"refused": session.memory_refused} if session.memory_refused else {})}
     if session.precision != "fp32" and session.images is None:
         extra["int8_calibration"] = "synthetic images (latency alone)"
     env = environment(session.name, threads, extra, session.worker.machine)

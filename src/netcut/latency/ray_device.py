@@ -19,6 +19,7 @@ from netcut.errors import NetcutError
 from netcut.latency.workers import WorkerPool
 from netcut.ray_cluster import RayCluster
 from netcut_agent.bench import TimingResult
+from netcut_agent.memory import MemoryRecord
 from netcut_agent.timing import TimingConfig
 
 PREFIX = "ray:"
@@ -65,6 +66,11 @@ class DeviceHost:
              chains: dict[str, list[str]] | None) -> TimingResult:
         """Time loaded models and chains, interleaved."""
         return self.pool.get(runtime, threads, label).time(timed, config, chains)
+
+    def memory(self, runtime: str, threads: int, label: str, payload: bytes, shape: tuple[int, ...]
+               ) -> MemoryRecord:
+        """A model file's peak memory, load and first-inference times, in a fresh process of the runtime."""
+        return self.pool.get(runtime, threads, label).memory(payload, shape)
 
     def close(self, runtime: str, threads: int) -> None:
         """Stop a runtime's worker."""
@@ -161,6 +167,11 @@ class RayDeviceWorker:
         """Time loaded models and chains, interleaved, on the device."""
         result: TimingResult = self.device.call("time", *self._args(), timed, config, chains)
         return result
+
+    def memory(self, payload: bytes, shape: tuple[int, ...]) -> MemoryRecord:
+        """A model file's peak memory, load and first-inference times, measured on the device's node."""
+        record: MemoryRecord = self.device.call("memory", *self._args(), payload, shape)
+        return record
 
     def close(self) -> None:
         """Stop the runtime's worker on the device (quietly if the node is gone)."""

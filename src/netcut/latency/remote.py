@@ -24,6 +24,7 @@ from netcut.errors import NetcutError
 from netcut.latency.workers import DeviceLink, WorkerError
 from netcut.ray_cluster import RayCluster
 from netcut_agent.bench import TimingResult
+from netcut_agent.memory import MemoryRecord
 from netcut_agent.runtimes import RUNTIMES
 from netcut_agent.timing import TimingConfig
 
@@ -177,6 +178,11 @@ class RemoteWorker:
         """Time loaded models and chains, interleaved, on the device."""
         request = {"timed": timed, "chains": chains or {}, "config": asdict(config)}
         return TimingResult.from_json(json.loads(self._post("time", json.dumps(request).encode())))
+
+    def memory(self, payload: bytes, shape: tuple[int, ...]) -> MemoryRecord:
+        """A model file's peak memory, load and first-inference times, measured on the device."""
+        query = {"shape": ",".join(map(str, shape))} if shape else {}
+        return MemoryRecord.from_json(json.loads(self._post("memory", payload, **query))["memory"])
 
     def close(self) -> None:
         """End the session on the device (quietly if the device is gone)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from netcut.errors import NetcutError
 from netcut.latency.backends import Backend, check_precision, converted
 from netcut.latency.steadiness import REFERENCE, SessionTiming, TimingLog, load_reference, time_steadily
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from netcut.latency.harness import HarnessConfig
     from netcut.latency.workers import Worker
     from netcut_agent.bench import NodeProfile, TimingResult
+    from netcut_agent.memory import MemoryRecord
 
 
 class RuntimeSession:
@@ -32,6 +34,8 @@ class RuntimeSession:
         self.target = target
         self.last_timing: SessionTiming | None = None
         self.profiles: bool | None = None  # whether the runtime times nodes one by one (None: not asked yet)
+        self.loaded: dict[str, tuple[bytes, tuple[int, ...]]] = {}  # name -> model file and input shape
+        self.memory_refused: str | None = None  # why the worker could not measure memory, once it could not
 
     @property
     def name(self) -> str:
@@ -53,6 +57,22 @@ class RuntimeSession:
         """Load an already converted model file."""
         self.worker.load(name, payload, shape)
         self.names.append(name)
+        self.loaded[name] = (payload, tuple(shape))
+
+    def memory(self, name: str) -> MemoryRecord | None:
+        """A loaded model's peak memory, load and first-inference times (see memory_of)."""
+        return self.memory_of(*self.loaded[name])
+
+    def memory_of(self, payload: bytes, shape: tuple[int, ...]) -> MemoryRecord | None:
+        """A model file's peak memory, load and first-inference times, measured by the worker in a fresh process of
+        its runtime; None where the worker cannot (an agent older than memory measurement: `memory_refused` says)."""
+        if self.memory_refused is not None:
+            return None
+        try:
+            return self.worker.memory(payload, shape)
+        except NetcutError as exc:
+            self.memory_refused = exc.message
+            return None
 
     def time(self, timed: list[str], harness: HarnessConfig, chains: dict[str, list[str]] | None = None
              ) -> TimingResult:
@@ -88,3 +108,4 @@ class RuntimeSession:
         if self.names:
             self.worker.unload(self.names)
             self.names = []
+            self.loaded.clear()

@@ -10,6 +10,7 @@ from typing import Any
 from netcut.errors import NetcutError
 from netcut.fsutil import read_json, write_json
 from netcut.types import Percentiles
+from netcut_agent.memory import MemoryRecord
 
 TABLE_KIND = "netcut-latency-table"
 TABLE_VERSION = 2
@@ -25,6 +26,8 @@ class CutLatency:
     macs: int = 0
     params: int = 0
     size_bytes: int = 0  # the TRN's model file in the table's format and precision
+    ram_bytes: int | None = None  # peak memory where it runs: measured (memory set) or estimated; None: unknown
+    memory: MemoryRecord | None = None  # the measurement: peak, load and first-inference times
 
     def best(self) -> Percentiles:
         """The measured latency where there is one, else the estimate."""
@@ -36,7 +39,8 @@ class CutLatency:
         return {"name": self.name, "estimated_ms": e.p50, "estimated_p90_ms": e.p90, "estimated_p99_ms": e.p99,
                 "measured_ms": m.p50 if m else None, "measured_p90_ms": m.p90 if m else None,
                 "measured_p99_ms": m.p99 if m else None, "macs": self.macs, "params": self.params,
-                "size_bytes": self.size_bytes}
+                "size_bytes": self.size_bytes, "ram_bytes": self.ram_bytes,
+                "memory": self.memory.to_json() if self.memory else None}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CutLatency:
@@ -46,8 +50,10 @@ class CutLatency:
             measured = Percentiles(d["measured_ms"], d.get("measured_p90_ms") or d["measured_ms"],
                                    d.get("measured_p99_ms") or d["measured_ms"])
         estimated = Percentiles(d["estimated_ms"], d["estimated_p90_ms"], d["estimated_p99_ms"])
+        memory = MemoryRecord.from_json(d["memory"]) if d.get("memory") else None
+        ram = d.get("ram_bytes")
         return cls(str(d["name"]), estimated, measured, int(d.get("macs", 0)), int(d.get("params", 0)),
-                   int(d.get("size_bytes", 0)))
+                   int(d.get("size_bytes", 0)), int(ram) if ram is not None else None, memory)
 
 
 @dataclass
@@ -119,3 +125,38 @@ class LatencyTable:
         if precision is not None and precision != self.precision:
             raise NetcutError(f"latency table{where} was measured at {self.precision}, not {precision}",
                               f"profile with --precision {precision} (one table per precision)")
+
+
+@dataclass(frozen=True)
+class DepthRow:
+    """One block along the depth: what it adds to the latency and where peak memory stands at its end."""
+
+    name: str
+    ms: float  # the TRN ending here (measured where measured, else estimated p50)
+    block_ms: float  # what this block adds over the previous cut (noise can make it slightly negative)
+    share_pct: float  # of the whole network's latency
+    macs: int  # the block's own multiply-accumulates
+    params: int  # the block's own parameters
+    ram_bytes: int | None
+    ram_measured: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def along_depth(table: LatencyTable) -> list[DepthRow]:
+    """Each cut's block (from the previous cut to it): its latency and share of the whole network, its work, and the
+    peak memory of the TRN ending there. From the table's TRN latencies, which the empirical estimator derives from
+    its chain of segments: the differences are the segments' times."""
+    total = table.cuts[-1].best().p50 if table.cuts else 0.0
+    rows, previous = [], None
+    for row in table.cuts:
+        ms = row.best().p50
+        block = ms - (previous.best().p50 if previous else 0.0)
+        rows.append(DepthRow(row.name, ms, block, 100 * block / total if total else 0.0,
+                             row.macs - (previous.macs if previous else 0),
+                             row.params - (previous.params if previous else 0), row.ram_bytes,
+                             row.memory is not None))
+        previous = row
+    return rows

@@ -12,6 +12,7 @@ import numpy as np
 
 from netcut.errors import NetcutError
 from netcut_agent.bench import TimingResult
+from netcut_agent.memory import MemoryRecord
 from netcut_agent.timing import TimingConfig
 from netcut_agent.worker import WorkerFailure, WorkerProcess
 
@@ -44,6 +45,10 @@ class Worker(Protocol):
     def time(self, timed: list[str], config: TimingConfig, chains: dict[str, list[str]] | None = None
              ) -> TimingResult:
         """Time loaded models and chains, interleaved."""
+        ...
+
+    def memory(self, payload: bytes, shape: tuple[int, ...]) -> MemoryRecord:
+        """A model file's peak memory, load and first-inference times, in a fresh process of the runtime."""
         ...
 
     def close(self) -> None:

@@ -12,8 +12,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from netcut.latency.table import LatencyTable
-from netcut.report.text import timing_text
+from netcut.latency.table import LatencyTable, along_depth
+from netcut.report.text import chosen_ram_text, ram_text, timing_text
 from netcut.report.view import beaten_on_test
 from netcut.results import Choice, Decision, ExploreResult
 from netcut.search.decide import CLOSE_CALL_PCT, close_calls, relative_gain
@@ -75,7 +75,7 @@ def print_profile(out: Console, table: LatencyTable, measured: bool, analytical_
     """A latency table, each estimator's error against measurement, and what it cost."""
     view = Table(title=f"{table.model} @ {table.input_size}px, {table.backend}, {table.environment['threads']} "
                        f"threads, batch {table.batch}: {table.estimator} estimates (ms)")
-    columns = ["cut", "est p50", "est p90"] + (["meas p50", "meas p90", "error"] if measured else [])
+    columns = ["cut", "est p50", "est p90"] + (["meas p50", "meas p90", "error"] if measured else []) + ["RAM"]
     for column in columns:
         view.add_column(column, justify="left" if column == "cut" else "right")
     for row in table.cuts:
@@ -83,8 +83,14 @@ def print_profile(out: Console, table: LatencyTable, measured: bool, analytical_
         if row.measured is not None:
             error = 100 * (row.estimated.p50 - row.measured.p50) / row.measured.p50
             cells += [f"{row.measured.p50:.2f}", f"{row.measured.p90:.2f}", f"{error:+.1f}%"]
-        view.add_row(*cells)
+        view.add_row(*cells, ram_text(row.ram_bytes, row.memory is not None))
     out.print(view)
+    model = table.environment.get("memory", {})
+    if model.get("refused"):
+        out.print(f"RAM: estimated from the graph alone ({model['refused']})")
+    elif model:
+        out.print(f"RAM: peak memory over the idle runtime, {model['measured']} TRN(s) measured (a fresh process "
+                  "each), the rest estimated (≈) from the graph's weights and activations fitted to them")
     for name, acc in table.accuracy.items():
         anchors = acc.get("anchors", 0)
         apart = f" ({anchors} more measured as anchors, not counted)" if anchors else ""
@@ -99,6 +105,18 @@ def print_profile(out: Console, table: LatencyTable, measured: bool, analytical_
     timing = timing_text(table.environment.get("timing", {}))
     if timing:
         out.print(timing)
+
+
+def print_layers(out: Console, table: LatencyTable) -> None:
+    """Where the time goes along the depth: each block's latency and share, its work, and peak memory at its end."""
+    view = Table(title=f"{table.model}: each block's share of the latency ({table.backend} {table.precision}, "
+                       f"{table.estimator}) and peak memory at its end")
+    for column in ("block (ends at)", "adds ms", "share", "TRN ms", "MMACs", "params", "RAM"):
+        view.add_column(column, justify="left" if column.startswith("block") else "right")
+    for row in along_depth(table):
+        view.add_row(row.name, f"{row.block_ms:+.3f}", f"{row.share_pct:.1f}%", f"{row.ms:.2f}",
+                     f"{row.macs / 1e6:.1f}", f"{row.params / 1e3:.0f}k", ram_text(row.ram_bytes, row.ram_measured))
+    out.print(view)
 
 
 def print_calibration(out: Console, fit: dict[str, Any], backend: str, env: dict[str, Any], path: str) -> None:
@@ -154,7 +172,7 @@ def _decision_blocks(out: Console, result: ExploreResult, metric: str) -> None:
         out.print(Text.assemble((f"{d.deadline.ms:g} ms", "bold"), " → ", (identity(c), "bold green")))
         measured = "not verified" if c.latency_ms is None else f"measured {c.latency_ms:.2f} ms"
         for line in (f"{c.candidate.id.backend} {c.candidate.id.precision} · {_training(c)} · "
-                     f"{c.candidate.size_bytes / 1e6:.2f} MB",
+                     f"{c.candidate.size_bytes / 1e6:.2f} MB file · {chosen_ram_text(c.candidate, c.memory)}",
                      f"test {metric} {c.score:.4f} · validation {c.record.val_score:.4f} · {measured} (estimated "
                      f"{c.candidate.estimate.p50:.2f} ms)",
                      " · ".join(_baselines(result, d))):
@@ -165,19 +183,21 @@ def _decision_table(result: ExploreResult, metric: str) -> Table:
     """The decisions as one table, for terminals wide enough to show it whole."""
     table = Table(title="the choice per deadline")
     for column in ("deadline", "chosen: model @ cut", "runtime", "training", f"test {metric}", "validation",
-                   "measured p50", "estimated", "size", "vs off-the-shelf"):
+                   "measured p50", "estimated", "size", "RAM", "vs off-the-shelf"):
         table.add_column(column, no_wrap=True, justify="left" if column in (
             "chosen: model @ cut", "runtime", "training") else "right")
     for d in result.decisions:
         c, b = d.chosen, d.best_off_the_shelf
         if c is None:
             table.add_row(f"{d.deadline.ms:g} ms", "[red]none meets it[/red]", "", "", "", "", "",
-                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "")
+                          f"fastest {d.fastest_ms or 0:.2f} ms", "", "", "")
             continue
         table.add_row(f"{d.deadline.ms:g} ms", identity(c), f"{c.candidate.id.backend} {c.candidate.id.precision}",
                       _training(c), f"{c.score:.4f}", f"{c.record.val_score:.4f}",
                       "–" if c.latency_ms is None else f"{c.latency_ms:.2f} ms", f"{c.candidate.estimate.p50:.2f} ms",
                       f"{c.candidate.size_bytes / 1e6:.2f} MB",
+                      ram_text(c.memory.peak_bytes, True) if c.memory else
+                      ram_text(c.candidate.ram_bytes, c.candidate.ram_source == "measured"),
                       f"{relative_gain(c.score, b.score):+.1f}%" if b else "none meets it")
     return table
 
@@ -227,10 +247,11 @@ def print_result(out: Console, result: ExploreResult) -> None:
     for (backend, precision), group in frontiers(list(result.candidates), list(result.records)).items():
         title = f"Pareto frontier of the retrained candidates: {backend}, {precision}"
         front = Table(title=title)
-        for column in ("model @ cut", "estimated p50", "size", f"test {metric}", "validation"):
+        for column in ("model @ cut", "estimated p50", "size", "RAM", f"test {metric}", "validation"):
             front.add_column(column, no_wrap=True)
         rows = [(f"{cand.model} @ {cand.cut.name}" + (" (off-the-shelf)" if cand.is_full else ""),
-                 f"{cand.estimate.p50:.2f} ms", f"{cand.size_bytes / 1e6:.2f} MB", f"{record.test_score:.4f}",
+                 f"{cand.estimate.p50:.2f} ms", f"{cand.size_bytes / 1e6:.2f} MB",
+                 ram_text(cand.ram_bytes, cand.ram_source == "measured"), f"{record.test_score:.4f}",
                  f"{record.val_score:.4f}") for cand, record in group]
         for row in rows:
             front.add_row(*row)
@@ -238,8 +259,9 @@ def print_result(out: Console, result: ExploreResult) -> None:
             out.print(front)
             continue
         out.print(Text(title, style="bold"))  # too narrow for the table: a line per network, wrapping at spaces
-        for name, ms, size, test, val in rows:
-            out.print(Padding(Text(f"{name} · {ms} · {size} · test {test} · validation {val}"), (0, 0, 0, 2)))
+        for name, ms, size, ram, test, val in rows:
+            out.print(Padding(Text(f"{name} · {ms} · {size} · RAM {ram} · test {test} · validation {val}"),
+                              (0, 0, 0, 2)))
     timing = timing_text(result.environment.get("timing", {}))
     if timing:
         out.print(timing)

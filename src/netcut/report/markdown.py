@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from netcut.report.text import timing_text
+from netcut.report.text import chosen_ram_text, ram_text, timing_text
 from netcut.report.view import beaten_on_test
 from netcut.results import Choice, Decision, ExploreResult, TrainingRecord
 from netcut.search.decide import CLOSE_CALL_PCT, CloseCall, best_probe, close_calls, relative_gain
@@ -20,7 +20,7 @@ def _chosen_row(result: ExploreResult, d: Decision, calls: list[CloseCall]) -> l
     if c is None:
         fastest = next((x.label for x in result.candidates if x.id == d.fastest), "?")
         return [f"| {d.deadline.ms:g} ms | none: {d.reason or ''} (fastest {fastest}: {_fmt(d.fastest_ms)} ms) "
-                "| | | | | | | | | | |"]
+                "| | | | | | | | | | | |"]
     base = f"{b.model} {b.score:.4f}" if b else "none"
     gain = f"{relative_gain(c.score, b.score):+.2f}%" if b else "n/a (none meets it)"
     m = c.measured
@@ -28,15 +28,18 @@ def _chosen_row(result: ExploreResult, d: Decision, calls: list[CloseCall]) -> l
              f"{tuned_label(c.record)} | "
              f"{c.candidate.id.backend} {c.candidate.id.precision} | {c.score:.4f} | {c.record.val_score:.4f} | "
              f"{_fmt(m.p50 if m else None)} ms | {_fmt(m.p90 if m else None)} ms | "
-             f"{_fmt(c.candidate.estimate.p50)} ms | {c.candidate.size_bytes / 1e6:.2f} MB | {base} | {gain} |"]
+             f"{_fmt(c.candidate.estimate.p50)} ms | {c.candidate.size_bytes / 1e6:.2f} MB | "
+             f"{chosen_ram_text(c.candidate, c.memory)[4:]} | {base} | {gain} |"]
     for r in d.rejected:
-        lines.append(f"|  | rejected: {r.candidate.label} ({r.candidate.backend} {r.candidate.precision}) measured "
-                     f"{r.measured_ms:.2f} ms (estimated {r.estimated_ms:.2f}) | | | | | | | | | | |")
+        missed = (f"peak memory {r.ram_bytes / 1e6:.1f} MB over the budget" if r.ram_bytes is not None else
+                  f"measured {r.measured_ms:.2f} ms (estimated {r.estimated_ms:.2f})")
+        lines.append(f"|  | rejected: {r.candidate.label} ({r.candidate.backend} {r.candidate.precision}) {missed} "
+                     "| | | | | | | | | | | |")
     for call in calls:
-        lines.append(f"|  | close call: {call.text()} | | | | | | | | | | |")
+        lines.append(f"|  | close call: {call.text()} | | | | | | | | | | | |")
     for cand, record in beaten_on_test(result, d)[:3]:
         lines.append(f"|  | beats it on test, not on validation: {cand.label} ({record.test_score:.4f} test, "
-                     f"{record.val_score:.4f} validation) | | | | | | | | | | |")
+                     f"{record.val_score:.4f} validation) | | | | | | | | | | | |")
     return lines
 
 
@@ -51,7 +54,8 @@ def run_time(result: ExploreResult) -> str:
             f"{sum(r.seconds for r in reused):.1f} s")
 
 
-def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> str:
+def markdown(result: ExploreResult, plot_name: str | None = "frontier.png", depth_name: str | None = "depth.png"
+             ) -> str:
     """The report as markdown."""
     metric = result.dataset.metric
     cfg = result.config
@@ -60,6 +64,7 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
     deadlines = ", ".join(f"{d.deadline.ms:g} ms" for d in result.decisions)
     total = len(result.candidates)
     size_budget = f", model files ≤ {cfg['max_model_mb']:g} MB" if cfg.get("max_model_mb") else ""
+    size_budget += f", peak memory ≤ {cfg['max_ram_mb']:g} MB" if cfg.get("max_ram_mb") else ""
     lines += [f"- deadlines: {deadlines} at {cfg['percentile']} (margin {cfg['margin']:.0%}){size_budget}; "
               f"backends {', '.join(cfg['backends'])}, precisions {', '.join(cfg['precisions'])}; estimator "
               f"{cfg['estimator']}, strategy {cfg['strategy']}",
@@ -73,10 +78,13 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
     lines += ([f"- {timing}"] if timing else []) + [""]
     if plot_name:
         lines += [f"![accuracy against latency]({plot_name})", ""]
+    if depth_name:
+        lines += ["Along the depth of each backbone: estimated latency, peak memory and accuracy at every cut.", "",
+                  f"![latency, memory and accuracy along the depth]({depth_name})", ""]
     lines += ["## Chosen network per deadline", "",
               f"| deadline | chosen | cut | runtime | test {metric} | validation {metric} | measured p50 | measured p90"
-              " | estimated | size | best off-the-shelf meeting it | relative gain |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              " | estimated | size | RAM | best off-the-shelf meeting it | relative gain |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     calls = [close_calls(d, list(result.candidates), list(result.records)) for d in result.decisions]
     for d, decision_calls in zip(result.decisions, calls):
         lines += _chosen_row(result, d, decision_calls)
@@ -86,23 +94,26 @@ def markdown(result: ExploreResult, plot_name: str | None = "frontier.png") -> s
                   "there."]
     lines += ["", "## Pareto frontiers (trained candidates), one per runtime and precision", ""]
     for (backend, precision), front in frontiers(list(result.candidates), list(result.records)).items():
-        lines += [f"### {backend}, {precision}", "", f"| model | cut | estimated p50 | size | test {metric} |",
-                  "|---|---|---|---|---|"]
+        lines += [f"### {backend}, {precision}", "",
+                  f"| model | cut | estimated p50 | size | RAM | test {metric} |", "|---|---|---|---|---|---|"]
         for c, r in front:
             lines.append(f"| {c.model}{' (off-the-shelf)' if c.is_full else ''} | {c.cut.name} | "
-                         f"{c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | {r.test_score:.4f} |")
+                         f"{c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | "
+                         f"{ram_text(c.ram_bytes, c.ram_source == 'measured')} | {r.test_score:.4f} |")
         lines.append("")
     lines += fine_tuning_section(result)
     lines += int8_section(result)
     lines += ["## Proposals", ""]
     for d in result.decisions:
         lines.append(f"- {d.deadline.ms:g} ms: {', '.join(p.label for p in d.proposals) or 'none'}")
-    lines += ["", "## All candidates", "", "| model | cut | runtime | estimated p50 | size | trained | test score |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## All candidates", "",
+              "| model | cut | runtime | estimated p50 | size | RAM | trained | test score |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in result.candidates:
         probe = result.probe_of(c)
         lines.append(f"| {c.model} | {c.cut.name}{' (full)' if c.is_full else ''} | {c.id.backend} {c.id.precision} "
-                     f"| {c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | {'yes' if probe else 'no'} | "
+                     f"| {c.estimate.p50:.2f} ms | {c.size_bytes / 1e6:.2f} MB | "
+                     f"{ram_text(c.ram_bytes, c.ram_source == 'measured')} | {'yes' if probe else 'no'} | "
                      f"{_fmt(probe.test_score, 4) if probe else '–'} |")
     return "\n".join(lines) + "\n"
 

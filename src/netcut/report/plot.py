@@ -1,4 +1,5 @@
-"""The frontier plot: every trained TRN, the Pareto frontier, off-the-shelf networks, deadlines and choices."""
+"""The report's figures: the frontier (every trained TRN, the Pareto frontier, off-the-shelf networks, deadlines and
+choices) and, per backbone, latency, peak memory and accuracy along the depth of the network."""
 
 from __future__ import annotations
 
@@ -91,12 +92,78 @@ def figure(result: ExploreResult) -> Any:
     return fig
 
 
-def plot(result: ExploreResult, path: Path) -> Path:
-    """The frontier figure as a PNG, written atomically."""
+def depth_figure(result: ExploreResult) -> Any:
+    """Per backbone (a column each), along its cuts in network order: estimated latency, peak memory and the probe's
+    (and fine-tuned) test score, in the runtime and precision of the first deadline's choice (else the first
+    explored); the chosen cuts marked. How much each further block costs and how much it gives."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = figure(result)
+    chosen_ids = [d.chosen.candidate.id for d in result.decisions if d.chosen]
+    shown = chosen_ids[0] if chosen_ids else result.candidates[0].id  # the runtime and precision that won
+    backend, precision = shown.backend, shown.precision
+    models = list(dict.fromkeys(c.model for c in result.candidates))
+    fig, axes = plt.subplots(3, len(models), figsize=(max(6.0, 4.5 * len(models)), 7.5), dpi=110, sharex="col",
+                             squeeze=False)
+    chosen = {(c.backbone, c.cut) for c in chosen_ids if (c.backend, c.precision) == (backend, precision)}
+    for column, model in enumerate(models):
+        line = sorted((c for c in result.candidates if c.model == model and c.id.backend == backend
+                       and c.id.precision == precision and not c.id.multi), key=lambda c: c.cut.index)
+        xs = list(range(len(line)))
+        latency, ram, score = axes[0][column], axes[1][column], axes[2][column]
+        latency.plot(xs, [c.estimate.p50 for c in line], marker=".", color="C0")
+        latency.set_title(model, fontsize=9)
+        rams = [(x, c) for x, c in zip(xs, line) if c.ram_bytes is not None]
+        ram.plot([x for x, _ in rams], [c.ram_bytes / 1e6 for _, c in rams if c.ram_bytes is not None], marker=".",
+                 color="C1")
+        measured = [(x, c) for x, c in rams if c.ram_source == "measured"]
+        ram.scatter([x for x, _ in measured], [c.ram_bytes / 1e6 for _, c in measured if c.ram_bytes is not None],
+                    s=28, facecolors="none", edgecolors="C1", label="measured")
+        for kind, marker, tuned in (("probe", "o", False), ("fine-tuned", "D", True)):
+            points = [(x, r.test_score) for x, c in zip(xs, line) for r in result.records
+                      if r.matches(c) and bool(r.finetune_blocks) == tuned]
+            if points:
+                score.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, s=22, label=kind,
+                              color="C2" if not tuned else "C3")
+        for x, c in zip(xs, line):
+            if (c.model, c.cut.name) in chosen:
+                for ax in (latency, ram, score):
+                    ax.axvline(x, color="red", linestyle=":", linewidth=0.9)
+        score.set_xticks(xs)
+        score.set_xticklabels([c.cut.name for c in line], rotation=70, fontsize=6, ha="right")
+        if column == 0:
+            latency.set_ylabel(f"latency, est. p50 (ms)\n{backend} {precision}", fontsize=8)
+            ram.set_ylabel("peak memory (MB)", fontsize=8)
+            score.set_ylabel(f"test {result.dataset.metric.replace('_', ' ')}", fontsize=8)
+        for ax in (latency, ram, score):
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+        if measured:
+            ram.legend(fontsize=7)
+        if score.get_legend_handles_labels()[0]:
+            score.legend(fontsize=7)
+    fig.suptitle("Along the depth: what each further block costs and gives (red: chosen cuts)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _png(fig: Any, path: Path) -> Path:
+    """A figure as a PNG, written atomically."""
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return write_atomic(path, buffer.getvalue())
+
+
+def plot(result: ExploreResult, path: Path) -> Path:
+    """The frontier figure as a PNG, written atomically."""
+    return _png(figure(result), path)
+
+
+def plot_depth(result: ExploreResult, path: Path) -> Path:
+    """The along-the-depth figure as a PNG, written atomically."""
+    return _png(depth_figure(result), path)

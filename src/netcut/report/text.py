@@ -19,3 +19,18 @@ def timing_text(summary: dict[str, Any]) -> str | None:
         text += (f"; timings scaled to the device's recorded reference level by "
                  f"{summary['scale_min']:.3f}–{summary['scale_max']:.3f}")
     return text
+
+
+def ram_text(ram_bytes: int | None, measured: bool) -> str:
+    """A peak memory for people: "31.2 MB" measured, "≈31 MB" estimated, "–" unknown."""
+    if ram_bytes is None:
+        return "–"
+    return f"{ram_bytes / 1e6:.1f} MB" if measured else f"≈{ram_bytes / 1e6:.0f} MB"
+
+
+def chosen_ram_text(candidate: Any, memory: Any) -> str:
+    """A chosen network's memory: measured peak with its load and first-run times, else the candidate's estimate."""
+    if memory is not None:
+        return (f"RAM {ram_text(memory.peak_bytes, True)} (load {memory.load_ms:.0f} ms, first run "
+                f"{memory.first_ms:.1f} ms)")
+    return f"RAM {ram_text(candidate.ram_bytes, candidate.ram_source == 'measured')}"

@@ -9,12 +9,13 @@ from netcut.results import Candidate, Choice, Deadline, Decision, ExploreResult,
 from netcut.search.decide import CloseCall, best_probe, close_calls, relative_gain
 from netcut.search.pareto import frontiers
 from netcut.types import CandidateId
+from netcut_agent.memory import MemoryRecord
 
 
 def deadline_json(deadline: Deadline) -> dict[str, Any]:
     """A deadline's fields as documented for --json."""
     return {"deadline_ms": deadline.ms, "percentile": deadline.percentile, "margin": deadline.margin,
-            "max_model_mb": deadline.max_model_mb}
+            "max_model_mb": deadline.max_model_mb, "max_ram_mb": deadline.max_ram_mb}
 
 
 def close_call_json(call: CloseCall) -> dict[str, Any]:
@@ -36,7 +37,17 @@ def choice_json(choice: Choice) -> dict[str, Any]:
             "estimated_ms": c.estimate.p50, "estimated_p90_ms": c.estimate.p90, "estimated_p99_ms": c.estimate.p99,
             "latency_ms": None if m is None else m.p50, "latency_p90_ms": None if m is None else m.p90,
             "latency_p99_ms": None if m is None else m.p99, "macs": c.cut.macs, "params": c.cut.params,
-            "latency_source": c.latency_source, "size_mb": c.size_bytes / 1e6, "record": r.key}
+            "latency_source": c.latency_source, "size_mb": c.size_bytes / 1e6, **ram_json(c, choice.memory),
+            "memory": encode(choice.memory) if choice.memory else None, "record": r.key}
+
+
+def ram_json(candidate: Candidate, memory: MemoryRecord | None = None) -> dict[str, Any]:
+    """A candidate's peak memory as documented for --json: MB, and whether it was measured or estimated (a
+    verification's measurement first)."""
+    if memory is not None:
+        return {"ram_mb": memory.peak_bytes / 1e6, "ram_source": "measured"}
+    ram = candidate.ram_bytes
+    return {"ram_mb": None if ram is None else ram / 1e6, "ram_source": candidate.ram_source or None}
 
 
 def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decision) -> dict[str, Any]:
@@ -48,6 +59,7 @@ def candidate_json(result: ExploreResult, candidate: Candidate, decision: Decisi
            "feasible": c.id in decision.feasible, "macs": c.cut.macs, "params": c.cut.params,
            "trained": probe is not None}
     row["size_mb"] = c.size_bytes / 1e6
+    row.update(ram_json(c))
     if c.per_device:  # several devices: each one's estimate (estimated_ms is the slowest)
         row["estimated_ms_by_device"] = {name: e.p50 for name, e in c.per_device.items()}
     if probe is not None:
@@ -95,7 +107,8 @@ def decision_json(result: ExploreResult, decision: Decision) -> dict[str, Any]:
         **deadline_json(decision.deadline), "proposals": [p.label for p in decision.proposals],
         "candidates": [candidate_json(result, c, decision) for c in result.candidates],
         "rejected_on_verification": [{"model": r.candidate.backbone, "cut": r.candidate.cut,
-                                      "measured_ms": r.measured_ms, "estimated_ms": r.estimated_ms}
+                                      "measured_ms": r.measured_ms, "estimated_ms": r.estimated_ms,
+                                      "ram_mb": None if r.ram_bytes is None else r.ram_bytes / 1e6}
                                      for r in decision.rejected],
         "chosen": None if decision.chosen is None else choice_json(decision.chosen),
         "best_off_the_shelf": None if decision.best_off_the_shelf is None else

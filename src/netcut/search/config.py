@@ -39,6 +39,7 @@ class ExploreConfig:
     backends: tuple[str, ...] = ("onnxruntime",)
     precisions: tuple[str, ...] = ("fp32",)
     max_model_mb: float | None = None
+    max_ram_mb: float | None = None  # peak memory where the network runs, 1 MB = 10^6 bytes
     calibration_images: int = 128  # training images that calibrate int8 (at least MIN_CALIBRATION)
     strategy: str = "netcut"
     granularity: str = "block"
@@ -121,6 +122,9 @@ class ExploreConfig:
         if self.max_model_mb is not None and not self.max_model_mb > 0:
             raise NetcutError(f"max-model-mb must be a positive number, got {self.max_model_mb}",
                               "pass e.g. --max-model-mb 4")
+        if self.max_ram_mb is not None and not self.max_ram_mb > 0:
+            raise NetcutError(f"max-ram-mb must be a positive number, got {self.max_ram_mb}",
+                              "pass e.g. --max-ram-mb 64")
         if "int8" in self.precisions and self.calibration_images < MIN_CALIBRATION:
             raise NetcutError(f"int8 needs at least {MIN_CALIBRATION} calibration images, got "
                               f"{self.calibration_images}", f"pass --calibration-images {MIN_CALIBRATION} or more")

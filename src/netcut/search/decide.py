@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from netcut.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
 from netcut.types import CandidateId, Percentiles
+from netcut_agent.memory import MemoryRecord
 
 
 def relative_gain(score: float, baseline: float) -> float:
@@ -120,8 +121,11 @@ def best_fine_tuned_off_the_shelf(deadline: Deadline, candidates: list[Candidate
 
 
 def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Candidate],
-           records: list[TrainingRecord], measured: dict[CandidateId, Percentiles], verify: bool = True) -> Decision:
-    """Choose the most accurate feasible candidate whose measured latency (when verifying) meets the deadline."""
+           records: list[TrainingRecord], measured: dict[CandidateId, Percentiles], verify: bool = True,
+           memory: dict[CandidateId, MemoryRecord | None] | None = None) -> Decision:
+    """Choose the most accurate feasible candidate whose measured latency (when verifying) meets the deadline and
+    whose measured peak memory (where it was measured) fits the memory budget."""
+    memory = memory or {}
     admitted = feasible(deadline, candidates)
     fastest = min(candidates, key=lambda c: c.estimate.percentile(deadline.percentile))
 
@@ -146,8 +150,15 @@ def decide(deadline: Deadline, candidates: list[Candidate], proposals: list[Cand
             rejected.append(Rejection(candidate.id, latency.percentile(deadline.percentile),
                                       candidate.estimate.percentile(deadline.percentile)))
             continue
-        return outcome(Choice(candidate, record, latency if verify else None), rejected, None)
-    return outcome(None, rejected, "every proposal missed the deadline when measured" if ranked
+        ram = memory.get(candidate.id)
+        if latency is not None and ram is not None and not deadline.ram_fits(ram.peak_bytes):
+            rejected.append(Rejection(candidate.id, latency.percentile(deadline.percentile),
+                                      candidate.estimate.percentile(deadline.percentile), ram.peak_bytes))
+            continue
+        return outcome(Choice(candidate, record, latency if verify else None, ram if verify else None), rejected,
+                       None)
+    budgets = "the deadline" if deadline.max_ram_mb is None else "the deadline or the memory budget"
+    return outcome(None, rejected, f"every proposal missed {budgets} when measured" if ranked
                    else "no candidate that meets the deadline was trained")
 
 

@@ -34,6 +34,7 @@ from netcut.search.training import prepare_probe_features, train_probes
 from netcut.search.verify import measure_candidate
 from netcut.store import ResultStore, run_lock
 from netcut.types import CandidateId, Percentiles
+from netcut_agent.memory import MemoryRecord
 
 
 class StageClock:
@@ -56,11 +57,12 @@ def decide_deadline(ctx: RunContext, deadline: Deadline, candidates: list[Candid
     """Decide, measuring each would-be winner until one holds."""
     by_id = {c.id: c for c in candidates}
     measured: dict[CandidateId, Percentiles] = {}
+    memory: dict[CandidateId, MemoryRecord | None] = {}
     while True:
-        decision = decide(deadline, candidates, proposals, records, measured, ctx.config.verify)
+        decision = decide(deadline, candidates, proposals, records, measured, ctx.config.verify, memory)
         if decision.pending is None:
             return decision
-        measured[decision.pending] = measure_candidate(ctx, by_id[decision.pending])
+        measured[decision.pending], memory[decision.pending] = measure_candidate(ctx, by_id[decision.pending])
 
 
 def run_stages(ctx: RunContext, started: float) -> ExploreResult:
@@ -69,7 +71,8 @@ def run_stages(ctx: RunContext, started: float) -> ExploreResult:
     clock = StageClock()
     with clock("latency"):
         candidates = estimate_latencies(ctx)
-    deadlines = [Deadline(d, config.percentile, config.margin, config.max_model_mb) for d in config.deadlines]
+    deadlines = [Deadline(d, config.percentile, config.margin, config.max_model_mb, config.max_ram_mb)
+                 for d in config.deadlines]
     proposals = [propose(candidates, d, config.strategy, config.top_k) for d in deadlines]
     with clock("features"):
         prepare_probe_features(ctx, union(proposals))

@@ -10,11 +10,13 @@ from functools import partial
 from netcut.errors import NetcutError
 from netcut.latency.estimators import EstimatorRun, run_estimator
 from netcut.latency.hosts import side_by_side
+from netcut.latency.memory import estimate_ram, session_ram
 from netcut.latency.table import LatencyTable
 from netcut.results import Candidate, LatencyRecord
 from netcut.search.context import Network, RunContext, Target
 from netcut.search.keys import latency_key
 from netcut.types import CandidateId, CutPoint, Percentiles
+from netcut_agent.memory import MemoryRecord
 
 BYTES_PER_WEIGHT = {"fp32": 4, "int8": 1}
 # a multi (Head2Toe) head also pools the activations of the cuts before its own: about 2.5 G elements/s, memory
@@ -73,15 +75,20 @@ class LatencyJob:
 
 
 def run_latency_job(ctx: RunContext, job: LatencyJob) -> EstimatorRun:
-    """The estimates (and model sizes) of one backbone's cuts."""
+    """The estimates (model sizes and peak memory too) of one backbone's cuts."""
     net = ctx.networks[job.network]
     target = next(t for t in ctx.targets if t.name == job.target)
     settings = ctx.config.profile_settings(ctx.dataset.num_classes, job.backend, job.precision)
     where = "" if target.name == "local" else f" on {target.name}"
     ctx.reporter.note(f"estimating latencies of {len(net.cuts)} candidates of {net.name} "
                       f"({settings.estimator}, {job.backend}, {job.precision}){where}")
-    return run_estimator(net.traced, net.cuts, ctx.session(net, job.backend, job.precision, target), settings,
-                         ctx.reporter)
+    session = ctx.session(net, job.backend, job.precision, target)
+    run = run_estimator(net.traced, net.cuts, session, settings, ctx.reporter)
+    run.ram = session_ram(net.traced, net.cuts, session, ctx.dataset.num_classes, ctx.config.batch, run.memory,
+                          every=settings.estimator == "measured", reporter=ctx.reporter)
+    if session.memory_refused:
+        ctx.reporter.warn(f"peak memory{where} is estimated from the graph alone: {session.memory_refused}")
+    return run
 
 
 def _key(ctx: RunContext, target: Target, net: Network, candidate: CandidateId, estimator: str) -> str:
@@ -89,7 +96,8 @@ def _key(ctx: RunContext, target: Target, net: Network, candidate: CandidateId, 
                        ctx.config.batch, ctx.dataset.num_classes)
 
 
-Found = tuple[dict[str, Percentiles], dict[str, int], str]  # estimates, sizes, source
+Ram = dict[str, tuple[int | None, MemoryRecord | None]]  # cut -> peak memory (bytes) and its measurement, if any
+Found = tuple[dict[str, Percentiles], dict[str, int], str, Ram]  # estimates, sizes, source, memory
 
 
 def estimate_latencies(ctx: RunContext) -> list[Candidate]:
@@ -110,13 +118,15 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
                         table, path = tables[table_key]
                         rows = {c.name: table.row(c.name) for c in net.cuts}
                         found[job] = ({n: r.best() for n, r in rows.items()},
-                                      {n: r.size_bytes for n, r in rows.items()}, f"table:{path}")
+                                      {n: r.size_bytes for n, r in rows.items()}, f"table:{path}",
+                                      table_ram(ctx, net, table, path, precision))
                         continue
                     stored = {c.name: ctx.store.get_latency(_key(ctx, target, net, candidate_id(
                         target, net, c.name, backend, precision), estimator)) for c in net.cuts}
-                    if all(stored.values()):
+                    if all(r is not None and r.ram_bytes is not None for r in stored.values()):
                         found[job] = ({n: r.latency for n, r in stored.items() if r is not None},
-                                      {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator)
+                                      {n: r.size_bytes for n, r in stored.items() if r is not None}, estimator,
+                                      {n: (r.ram_bytes, r.memory) for n, r in stored.items() if r is not None})
                     else:
                         jobs.append(job)
     # latency sessions are the driver's whatever the executor: it converts models and times them in this machine's
@@ -129,10 +139,12 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
         env = target.environment(job.backend)
         ids = {c.name: candidate_id(target, net, c.name, job.backend, job.precision) for c in net.cuts}
         sizes = {c.name: run.sizes.get(c.name) or estimated_size(c, job.precision) for c in net.cuts}
+        ram: Ram = {c.name: (run.ram.bytes[c.name], run.ram.measured.get(c.name)) if run.ram else (None, None)
+                    for c in net.cuts}
         ctx.store.put_latencies([LatencyRecord(_key(ctx, target, net, ids[c.name], estimator), ids[c.name],
                                                net.traced.fingerprint(), estimator, run.estimates[c.name], env,
-                                               sizes[c.name]) for c in net.cuts])
-        found[job] = (run.estimates, sizes, estimator)
+                                               sizes[c.name], *ram[c.name]) for c in net.cuts])
+        found[job] = (run.estimates, sizes, estimator, ram)
     candidates = []
     device = "+".join(t.name for t in ctx.targets)
     for net in ctx.networks.values():
@@ -147,10 +159,27 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
                         if head == "multi":
                             each = {name: with_pooling(e, net, c) for name, e in each.items()}
                         size = next(iter(per_target.values()))[1].get(c.name) or estimated_size(c, precision)
+                        rams = [f[3].get(c.name, (None, None)) for f in per_target.values()]
+                        known = [r[0] for r in rams if r[0] is not None]
+                        largest = max(known) if len(known) == len(rams) else None
+                        measured = all(r[1] is not None for r in rams)
                         candidates.append(Candidate(
                             CandidateId(net.name, c.name, backend, precision, device, spec.label()), c,
-                            slowest(list(each.values())), source, size, each if len(each) > 1 else {}))
+                            slowest(list(each.values())), source, size, each if len(each) > 1 else {}, largest,
+                            ("measured" if measured else "estimated") if largest is not None else ""))
     return candidates
+
+
+def table_ram(ctx: RunContext, net: Network, table: LatencyTable, path: str, precision: str) -> Ram:
+    """Peak memory from a latency table: its measurements where it has them (the rest estimated from them), else the
+    graph's bytes alone (said once: without the runtime's own memory they are a lower bound)."""
+    measured = {row.name: row.memory for row in table.cuts if row.memory is not None}
+    if not measured:
+        ctx.reporter.warn(f"latency table {path} has no memory measurements: peak memory is estimated from the "
+                          "graph alone (weights and activations, without the runtime's own)")
+    estimates = estimate_ram(net.traced, net.cuts, precision, ctx.dataset.num_classes, measured.get,
+                             ctx.config.batch, every=True)
+    return {c.name: (estimates.bytes[c.name], measured.get(c.name)) for c in net.cuts}
 
 
 def slowest(estimates: list[Percentiles]) -> Percentiles:

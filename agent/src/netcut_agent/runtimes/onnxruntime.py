@@ -51,21 +51,36 @@ class OnnxRuntime:
 
         return with_input_shape(run, session.get_inputs()[0].shape)
 
-    def profile(self, payload: bytes, x: np.ndarray, runs: int) -> NodeTimes:
-        """Each node's time in each of `runs` runs, from ONNX Runtime's profiler (its trace, read and deleted)."""
+    def _profiled_events(self, payload: bytes, x: np.ndarray, runs: int) -> list[dict[str, Any]]:
+        """The events of ONNX Runtime's profiler over `runs` runs (its trace, read and deleted)."""
         with tempfile.TemporaryDirectory(prefix="netcut-ort-profile-") as tmp:
             session = self._session(payload, str(Path(tmp) / "profile"))
             feed = {session.get_inputs()[0].name: x}
-            for _ in range(PROFILE_WARMUP + runs):
+            for _ in range(runs):
                 session.run(None, feed)
-            events = json.loads(Path(session.end_profiling()).read_text())
+            events: list[dict[str, Any]] = json.loads(Path(session.end_profiling()).read_text())
+        return events
+
+    def profile(self, payload: bytes, x: np.ndarray, runs: int) -> NodeTimes:
+        """Each node's time in each of `runs` runs, from ONNX Runtime's profiler."""
         times: NodeTimes = {}
-        for event in events:
+        for event in self._profiled_events(payload, x, PROFILE_WARMUP + runs):
             name = str(event.get("name", ""))
             if event.get("cat") == "Node" and name.endswith("_kernel_time"):
                 key = f"{event.get('args', {}).get('op_name', '?')}:{name[:-len('_kernel_time')]}"
                 times.setdefault(key, []).append(float(event["dur"]) / 1000)
         return {key: values[-runs:] for key, values in times.items()}
+
+    def reported_memory(self, payload: bytes, x: np.ndarray) -> dict[str, int]:
+        """What ONNX Runtime's profiler says of its CPU arena over two runs: the peak in use, the most it held
+        (empty for a version that does not report it)."""
+        report: dict[str, int] = {}
+        for event in self._profiled_events(payload, x, 2):
+            args = event.get("args", {})
+            for key, field in (("arena_peak_bytes", "mem_in_use_peak"), ("arena_held_bytes", "mem_arena_held")):
+                if str(args.get(field, "")).isdigit():
+                    report[key] = max(report.get(key, 0), int(args[field]))
+        return report
 
     def versions(self) -> dict[str, str]:
         """The onnxruntime version."""

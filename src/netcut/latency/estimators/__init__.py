@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from netcut.errors import NetcutError
 from netcut.types import CutPoint, LatencyStats, Percentiles
+from netcut_agent.memory import MemoryRecord
 
 if TYPE_CHECKING:  # the registry stays importable without torch (the CLI lists its names)
     from netcut.graph import TracedNetwork
+    from netcut.latency.memory import RamEstimates
     from netcut.latency.session import RuntimeSession
     from netcut.latency.settings import ProfileSettings
     from netcut.progress import Reporter
@@ -31,6 +33,8 @@ class EstimatorRun:
     measured: dict[str, LatencyStats] = field(default_factory=dict)  # ground truth timed side by side, if asked
     sizes: dict[str, int] = field(default_factory=dict)  # cut name -> the TRN's model file size in bytes
     anchors: tuple[str, ...] = ()  # cuts whose TRN this estimator measured itself: their estimates are measurements
+    memory: dict[str, MemoryRecord] = field(default_factory=dict)  # cut name -> peak memory measured on the target
+    ram: RamEstimates | None = None  # every cut's peak memory, measured or estimated (set by whoever asks for it)
 
 
 class Estimator(Protocol):

@@ -39,8 +39,10 @@ def convert_trns(traced: TracedNetwork, cuts: list[CutPoint], backend: Backend, 
 
 
 def measure_trns(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, config: HarnessConfig,
-                 num_classes: int = 10, reporter: Reporter = QUIET, copies: int = 1) -> EstimatorRun:
-    """Convert and time every TRN, interleaved, in the backend's worker.
+                 num_classes: int = 10, reporter: Reporter = QUIET, copies: int = 1, memory: bool = False
+                 ) -> EstimatorRun:
+    """Convert and time every TRN, interleaved, in the backend's worker; with `memory`, also measure each one's peak
+    memory, load and first-inference times (each in a fresh process of the runtime).
 
     copies=2 times two independent sessions of each TRN side by side, to show the measurement's repeatability.
     """
@@ -57,14 +59,22 @@ def measure_trns(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSe
     reporter.note(f"timing {len(cuts)} TRNs interleaved in the {session.name} worker "
                   f"({config.warmup}+{config.repeats} rounds)")
     stats = session.time(names, config).stats
+    records = {}
+    if memory:
+        with reporter.bar(f"measuring the memory of {len(cuts)} TRNs", len(cuts)) as advance:
+            for cut in cuts:
+                record = session.memory(cut.name)
+                if record is not None:
+                    records[cut.name] = record
+                advance()
     session.clear()
     run = EstimatorRun("measured", {c.name: stats[c.name].only() for c in cuts}, time.perf_counter() - start,
-                       {"stats": stats}, sizes=sizes)
+                       {"stats": stats}, sizes=sizes, memory=records)
     run.measured = {c.name: stats[c.name] for c in cuts}
     return run
 
 
 def estimate(traced: TracedNetwork, cuts: list[CutPoint], session: RuntimeSession, settings: ProfileSettings,
              reporter: Reporter, ground_truth: bool = False) -> EstimatorRun:
-    """Registry entry: every TRN measured (its own ground truth)."""
-    return measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter)
+    """Registry entry: every TRN measured (its own ground truth), its memory too."""
+    return measure_trns(traced, cuts, session, settings.harness, settings.num_classes, reporter, memory=True)
