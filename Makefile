@@ -13,16 +13,16 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # Exact versions for everything installed (pyproject.toml declares ranges)
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test test-fast lint docs venv agent-venv dataset clean bench
+.PHONY: demo test test-fast lint docs venv agent-venv dataset browser clean bench
 
 demo: venv dataset
 	$(VENV)/bin/netcut demo
 
-test: venv agent-venv dataset
+test: venv agent-venv dataset browser
 	$(PY) -m pytest -q --durations=30
 
 # Everything but the tests marked slow: the loop while working (CI runs `make test`, everything)
-test-fast: venv agent-venv dataset
+test-fast: venv agent-venv dataset browser
 	$(PY) -m pytest -q -m "not slow"
 
 # ruff (style, imports, bugs, annotations) on everything; mypy (untyped definitions refused) on the package;
@@ -63,6 +63,17 @@ dataset:
 		|| echo "warning: could not install dataset-fashion-mnist; fashion-mnist runs will fail"; \
 	else \
 		echo "Fashion-MNIST is missing; install it with: sudo apt-get install -y dataset-fashion-mnist"; \
+	fi
+
+# The interactive report's tests drive Debian's chromium through its chromedriver; install them when we can (root),
+# else say how.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = "0" ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+		>/dev/null || echo "warning: could not install chromium; the report's browser tests will fail"; \
+	else \
+		echo "chromium is missing; install it with: sudo apt-get install -y chromium chromium-driver"; \
 	fi
 
 bench: venv dataset

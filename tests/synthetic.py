@@ -36,7 +36,8 @@ def result(candidates: list[Candidate], records: list[TrainingRecord], decisions
     """An exploration result around the given values."""
     models = {c.model: ModelInfo(c.model, 32, (0.5,) * 3, (0.5,) * 3, "imagenet", "fp", "w") for c in candidates}
     config = {"strategy": "netcut", "percentile": "p50", "margin": 0.05, "backends": ["onnxruntime"],
-              "precisions": ["fp32"], "max_model_mb": None, "estimator": "empirical", "head_hidden": None}
+              "precisions": ["fp32"], "max_model_mb": None, "estimator": "empirical", "head_hidden": None,
+              "top_k": 3, "verify": True}
     return ExploreResult(config, tuple(candidates), tuple(records), tuple(decisions),
                          DatasetInfo("digits", [str(i) for i in range(10)], False, "accuracy", "data",
                                      {"train": 300, "val": 75, "test": 150}),

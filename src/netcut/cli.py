@@ -305,10 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_args(p)
     _add_output_args(p, "print the result as JSON (progress goes to stderr)")
 
-    p = _command(sub, "report", "write the markdown/HTML report and plot of a run",
-                 "example:\n  netcut report runs/latest", cmd_report)
+    p = _command(sub, "report", "write a run's report: an interactive page (report.html, self-contained: move the "
+                 "deadline and see the choice), markdown and figures",
+                 "examples:\n  netcut report runs/latest\n  netcut report runs/latest --open", cmd_report)
     p.add_argument("run_dir", help="a run directory written by `netcut explore`")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    p.add_argument("--open", action="store_true", help="open report.html in the default browser")
 
     p = _command(sub, "export", "export the chosen network in its runtime's format, checked there, with a manifest",
                  "examples:\n  netcut export runs/latest --out winner.onnx\n"
@@ -552,7 +554,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if not args.no_report:
         from netcut.report import write_report
 
-        paths = write_report(result, Path(config.run_dir) / "report")
+        paths = write_report(result, Path(config.run_dir) / "report", Path(config.run_dir))
         reporter.note(f"report: {paths['markdown']} (and .html, frontier.png, depth.png)")
     if args.json:
         print(json.dumps(explore_json(result), indent=2))
@@ -574,9 +576,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from netcut.store import load_result
 
     run_dir = Path(args.run_dir)
-    paths = write_report(load_result(run_dir), Path(args.out) if args.out else run_dir / "report")
+    paths = write_report(load_result(run_dir), Path(args.out) if args.out else run_dir / "report", run_dir)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(paths["html"].resolve().as_uri()):
+            sys.stderr.write(f"netcut: no browser could be started here; open {paths['html']} in one\n")
     return 0
 
 

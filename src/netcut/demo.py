@@ -88,7 +88,7 @@ def run_demo(run_dir: str, console: Console, quick: bool = False) -> int:
                   f"scored as the whole int8 network in ONNX Runtime),{tuning} verify the winner's latency:")
     result = Explorer(replace(config, deadlines=tuple(deadlines)), Reporter()).run()
     print_result(console, result)
-    paths = write_report(result, Path(run_dir) / "report")
+    paths = write_report(result, Path(run_dir) / "report", Path(run_dir))
     console.print(f"\n4. Report: {paths['markdown']}, {paths['html']}, plots {paths['plot']} and {paths['depth']}")
     met = [d for d in result.decisions if d.chosen is not None]
     if met:

@@ -197,13 +197,13 @@ class ResultStore:
     def get_latency(self, key: str) -> LatencyRecord | None:
         """A stored latency."""
         row = self.db.execute(f"SELECT {', '.join(_LATENCY_COLUMNS)} FROM latencies WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        return LatencyRecord(row["key"], CandidateId(row["backbone"], row["cut"], row["backend"], row["precision"],
-                                                     row["device"]), row["fingerprint"], row["estimator"],
-                             Percentiles(row["p50"], row["p90"], row["p99"]), json.loads(row["environment"]),
-                             int(row["size_bytes"]), row["ram_bytes"],
-                             MemoryRecord.from_json(json.loads(row["memory"])) if row["memory"] else None)
+        return None if row is None else _latency(row)
+
+    def latencies_of(self, estimator: str) -> list[LatencyRecord]:
+        """Every stored latency of one estimator ("verified": the measurements of would-be winners)."""
+        rows = self.db.execute(f"SELECT {', '.join(_LATENCY_COLUMNS)} FROM latencies WHERE estimator=? ORDER BY key",
+                               (estimator,)).fetchall()
+        return [_latency(row) for row in rows]
 
     def put_latencies(self, records: list[LatencyRecord]) -> None:
         """Save latencies together."""
@@ -244,6 +244,15 @@ class ResultStore:
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
+
+
+def _latency(row: sqlite3.Row) -> LatencyRecord:
+    """A latencies row as a record."""
+    return LatencyRecord(row["key"], CandidateId(row["backbone"], row["cut"], row["backend"], row["precision"],
+                                                 row["device"]), row["fingerprint"], row["estimator"],
+                         Percentiles(row["p50"], row["p90"], row["p99"]), json.loads(row["environment"]),
+                         int(row["size_bytes"]), row["ram_bytes"],
+                         MemoryRecord.from_json(json.loads(row["memory"])) if row["memory"] else None)
 
 
 def load_result(run_dir: str | Path) -> ExploreResult:

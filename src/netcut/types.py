@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from netcut_agent.stats import PERCENTILES, LatencyStats, Percentiles
 
 __all__ = ["GRANULARITIES", "LAYOUTS", "PERCENTILES", "TOKEN_READOUTS", "TRAIN_DEVICES", "CandidateId", "CutPoint",
-           "LatencyStats", "Percentiles"]
+           "LatencyStats", "Percentiles", "slowest"]
 
 GRANULARITIES = ("block", "layer")  # block: ends of blocks and stages; layer: every legal cut point
 TRAIN_DEVICES = ("cpu", "cuda", "auto")  # where features are extracted and networks fine-tuned
@@ -57,3 +57,8 @@ class CandidateId:
     def multi(self) -> bool:
         """Whether its head reads several cuts (Head2Toe)."""
         return self.head.startswith("multi")
+
+
+def slowest(estimates: list[Percentiles]) -> Percentiles:
+    """Each percentile's largest value: what a network must meet on every device."""
+    return Percentiles(max(e.p50 for e in estimates), max(e.p90 for e in estimates), max(e.p99 for e in estimates))

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,9 @@ def wheels(tmp_path_factory) -> dict[str, Path]:
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT), str(ROOT / "agent"))
     found = {w.name.split("-")[0]: w for w in out.glob("*.whl")}
     assert set(found) == {"netcut", "netcut_agent"}, found
+    with zipfile.ZipFile(found["netcut"]) as wheel:  # the report page's own code and style travel with it
+        assert {"netcut/report/assets/page.js", "netcut/report/assets/page.css",
+                "netcut/report/assets/page.html"} <= set(wheel.namelist())
     return found
 
 

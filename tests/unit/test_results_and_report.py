@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 
 import pytest
 
-from netcut.report.markdown import markdown, to_html
+from netcut.report.markdown import markdown
 from netcut.report.view import explore_json
 from netcut.results import Deadline, ExploreResult
 from netcut.search.config import ExploreConfig
@@ -73,10 +75,7 @@ def test_markdown_report_shows_choice_gain_rejection_and_frontier(explored):
     assert "## Pareto frontiers" in md and "### onnxruntime, fp32" in md
     assert "| b (off-the-shelf) | blocks.4 | 10.00 ms | 0.02 MB | – | 0.9300 |" in md
     assert "- 6 ms: a@blocks.3, a@blocks.4, b@blocks.1" in md
-    page = to_html(md, "netcut report")
-    assert page.count("<table>") == 3 and "<img src=\"frontier.png\"" in page and "&lt;" not in page
-    # list items inside their list, as CommonMark writes them
-    assert page.count("<ul>") >= 1 and page.index("<ul>") < page.index("<li>") < page.index("</ul>")
+    assert "![accuracy against latency](frontier.png)" in md
     assert "int8 against fp32" not in md  # an fp32-only run has nothing to compare
     # this run (2) trained one of the four records; the time of the three it reused is said apart
     assert ("exploration: this run 12.5 s; it reused 3 of 4 trained networks from earlier runs of this run "
@@ -150,3 +149,46 @@ def test_close_calls_reach_the_json_the_report_and_the_console(explored):
     out = Console(record=True, width=200)
     print_result(out, shown)
     assert "close call at 6.2 ms: b@blocks.1 (measured latency only just missed it: +3.2%)" in out.export_text()
+
+
+def test_the_page_holds_the_tables_its_data_and_no_reference_outside_it(explored):
+    from netcut.report.interactive import interactive_html, page_data
+
+    page = interactive_html(explored, [])
+    assert page.count("<table>") == 3 and page.count("<table class=\"facts\">") == 1  # static tables, choice panel
+    assert "frontier.png" not in page and "depth.png" not in page  # nothing outside the page
+    markup = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # Plotly's code names URLs it never loads here
+    assert "<script" in page and not re.search(r"(src|href)=[\"']?(https?:)?//", markup)
+    # list items inside their list, as CommonMark writes them
+    assert page.index("<ul>") < page.index("<li>") < page.index("</ul>")
+    start = page.index("id='netcut-data'>") + len("id='netcut-data'>")
+    data = json.loads(page[start:page.index("</script>", start)])
+    assert data == json.loads(json.dumps(page_data(explored, [])))
+    explored_at = {e["deadline_ms"]: e for e in data["explored"]}
+    assert explored_at[6.0]["chosen"]["cut"] == "blocks.4" and explored_at[6.0]["status"] == "verified"
+    assert explored_at[0.5]["chosen"] is None and explored_at[0.5]["status"] == "none"
+    assert [r["label"] for r in explored_at[6.0]["rejected"]] == ["b@blocks.1"]
+    hover = next(p["hover"] for p in data["points"] if p["candidate"].startswith("b|blocks.4|"))
+    assert "<b>b</b> @ blocks.4 (off-the-shelf)" in hover and "test 0.9300" in hover and "size 0.02 MB" in hover
+
+
+def test_text_that_closes_a_script_cannot_end_the_data_block(explored):
+    from netcut.report.interactive import interactive_html
+
+    hostile = replace(explored, dataset=replace(explored.dataset, name="x</script><script>alert(1)</script>"))
+    page = interactive_html(hostile, [])
+    assert "alert(1)</script>" not in page.split("id='netcut-data'>", 1)[1].split("</script>", 1)[0]
+    assert page.count("<script>alert(1)") == 0 and page.count("&lt;script&gt;alert(1)") >= 1  # escaped
+
+
+def test_a_report_without_its_charting_libraries_says_how_to_install_them(explored, tmp_path, monkeypatch):
+    import importlib.util
+
+    from netcut.errors import NetcutError
+    from netcut.report import write_report
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "plotly" else real(name, *a))
+    with pytest.raises(NetcutError, match="plotly") as caught:
+        write_report(explored, tmp_path / "report")
+    assert "netcut[report]" in str(caught.value.hint) and not (tmp_path / "report").exists()

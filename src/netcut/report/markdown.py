@@ -1,8 +1,6 @@
-"""The exploration report as markdown, and the same as a self-contained HTML page."""
+"""The exploration report as markdown (the interactive page renders it as its static tables)."""
 
 from __future__ import annotations
-
-import html
 
 from netcut.report.text import chosen_ram_text, ram_text, timing_text
 from netcut.report.view import beaten_on_test
@@ -172,15 +170,3 @@ def int8_section(result: ExploreResult) -> list[str]:
                      f"{f.size_bytes / 1e6:.2f} MB | {q.size_bytes / 1e6:.2f} MB | "
                      f"{_fmt(pf.accuracy if pf else None, 4)} | {_fmt(pq.accuracy if pq else None, 4)} |")
     return lines + [""]
-
-
-def to_html(md: str, title: str) -> str:
-    """A self-contained HTML page from the report's markdown (CommonMark and tables, through markdown-it-py)."""
-    from markdown_it import MarkdownIt
-
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}"
-             "img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}"
-            f"</style></head><body>{body}</body></html>\n")

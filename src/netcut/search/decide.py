@@ -177,12 +177,17 @@ class CloseCall:
     latency_ms: float  # the estimate (with the margin) or the measurement it was judged by
     distance_pct: float  # against the deadline: negative under it, positive over it
 
+    @property
+    def what(self) -> str:
+        """What happened, in words."""
+        return {"admitted": "estimate with the margin only just meets it",
+                "excluded": "estimate with the margin only just misses it",
+                "verified": "measured latency only just meets it",
+                "rejected": "measured latency only just missed it"}[self.kind]
+
     def text(self) -> str:
         """One phrase for consoles and reports."""
-        what = {"admitted": "estimate with the margin only just meets it",
-                "excluded": "estimate with the margin only just misses it",
-                "verified": "measured latency only just meets it", "rejected": "measured latency only just missed it"}
-        return f"{self.candidate.label} ({what[self.kind]}: {self.distance_pct:+.1f}%)"
+        return f"{self.candidate.label} ({self.what}: {self.distance_pct:+.1f}%)"
 
 
 def close_calls(decision: Decision, candidates: list[Candidate], records: list[TrainingRecord],

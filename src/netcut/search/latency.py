@@ -15,7 +15,7 @@ from netcut.latency.table import LatencyTable
 from netcut.results import Candidate, LatencyRecord
 from netcut.search.context import Network, RunContext, Target
 from netcut.search.keys import latency_key
-from netcut.types import CandidateId, CutPoint, Percentiles
+from netcut.types import CandidateId, CutPoint, Percentiles, slowest
 from netcut_agent.memory import MemoryRecord
 
 BYTES_PER_WEIGHT = {"fp32": 4, "int8": 1}
@@ -180,11 +180,6 @@ def table_ram(ctx: RunContext, net: Network, table: LatencyTable, path: str, pre
     estimates = estimate_ram(net.traced, net.cuts, precision, ctx.dataset.num_classes, measured.get,
                              ctx.config.batch, every=True)
     return {c.name: (estimates.bytes[c.name], measured.get(c.name)) for c in net.cuts}
-
-
-def slowest(estimates: list[Percentiles]) -> Percentiles:
-    """Each percentile's largest value: what a network must meet on every device."""
-    return Percentiles(max(e.p50 for e in estimates), max(e.p90 for e in estimates), max(e.p99 for e in estimates))
 
 
 def with_pooling(estimate: Percentiles, net: Network, cut: CutPoint) -> Percentiles:

@@ -13,9 +13,8 @@ from netcut.model import TrimmedNetwork, build_trn
 from netcut.results import Candidate, LatencyRecord
 from netcut.search.context import RunContext, Target
 from netcut.search.keys import latency_key
-from netcut.search.latency import slowest
 from netcut.search.training import head_of, record_key, trained_classifier
-from netcut.types import Percentiles
+from netcut.types import Percentiles, slowest
 from netcut_agent.memory import MemoryRecord
 
 
