@@ -13,7 +13,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # Exact versions for everything installed (pyproject.toml declares ranges)
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test test-fast lint docs venv agent-venv dataset browser clean bench
+.PHONY: demo test test-fast lint docs venv agent-venv dataset browser dist arm64-check clean bench
 
 demo: venv dataset
 	$(VENV)/bin/netcut demo
@@ -81,5 +81,17 @@ bench: venv dataset
 	$(PY) benchmarks/retraining.py
 	$(PY) benchmarks/netcut_vs_exhaustive.py
 
+# Both wheels into dist/: netcut (with the agent's timing core inside) and the agent alone, pure Python, to copy to a
+# board with no package index (agent/README.md says how to install it there).
+dist: venv
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps -w dist . ./agent
+	@ls -1 dist
+
+# The agent on 64-bit ARM Debian (bookworm) under qemu user-mode emulation: installs its wheel with each runtime in a
+# clean venv and runs measure and serve (root; about 15 minutes; writes docs/benchmarks/arm64.md). Not part of CI.
+arm64-check: dist
+	bash tools/arm64_check.sh
+
 clean:
-	rm -rf $(VENV) $(AGENT_VENV) build site *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(AGENT_VENV) build dist site *.egg-info src/*.egg-info .pytest_cache

@@ -33,12 +33,17 @@ def models(tmp_path_factory) -> dict[str, bytes]:
             for fmt, backend in (("onnx", "onnxruntime"), ("tflite", "litert"))}
 
 
+BANNER: list[str] = []  # what `serve` printed first: where and on which device it serves, the runtimes it found
+
+
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
     process = start_agent(tmp_path_factory.mktemp("agent"), "--port", "0", "--threads", "1", "--max-body-mb", "8")
     assert process.stdout is not None
-    url = process.stdout.readline().split("serving on ")[1].split()[0]
+    BANNER.append(process.stdout.readline())
+    url = BANNER[0].split("serving on ")[1].split()[0]
     token = process.stdout.readline().split("token: ")[1].strip()
+    BANNER.append(process.stdout.readline())  # the runtimes that start here
     yield url, token
     process.terminate()
     out, err = process.communicate(timeout=30)
@@ -253,3 +258,28 @@ def test_a_slow_client_is_dropped_and_others_are_served_meanwhile(tmp_path):
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_the_device_names_itself_and_the_runtimes_that_start_here(agent, models):
+    from netcut_agent.identity import device_identity
+
+    url, token = agent
+    status, body = call(url, "/v1/device", token)
+    device = json.loads(body)
+    assert status == 200 and device["environment"]["cpu"] == device_identity()
+    assert f"(device: {device_identity()})" in BANNER[0]
+    found = {r["name"]: r for r in device["runtime_status"]}
+    assert set(found) == {"onnxruntime", "litert", "openvino"}
+    # the agent's test environment has ONNX Runtime and LiteRT, not OpenVINO (as a device that installed two extras)
+    assert device["runtimes"] == ["litert", "onnxruntime"]
+    assert found["onnxruntime"]["versions"]["onnxruntime"] and found["litert"]["versions"]["ai-edge-litert"]
+    ort = found["onnxruntime"]["versions"]["onnxruntime"]
+    assert BANNER[1].startswith("runtimes: litert ") and f"onnxruntime {ort}" in BANNER[1]
+    assert not found["openvino"]["available"] and found["openvino"]["problem"] == "not installed"
+    assert found["openvino"]["install"] == "pip install 'netcut-agent[openvino]'"
+    # asking for it is a clear 400 naming the extra; the agent keeps serving
+    status, body = call(url, "/v1/measure?format=onnx&runtime=openvino", token, models["onnx"])
+    assert status == 400 and "netcut-agent[openvino]" in json.loads(body)["error"]
+    status, body = call(url, "/v1/sessions?runtime=openvino", token, b"", method="POST")
+    assert status == 400 and "not available on this device" in json.loads(body)["error"]
+    assert call(url, "/v1/health")[0] == 200

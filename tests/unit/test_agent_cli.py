@@ -84,3 +84,19 @@ def test_bad_input_is_one_clear_message_and_exit_2(models, tmp_path, case, expec
     result = agent("measure", *args, "--repeats", "2")
     assert result.returncode == 2
     assert expected in result.stderr and "fix:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_device_names_this_machine_and_each_runtime_as_it_is_here():
+    from netcut_agent.identity import device_identity
+
+    shown = agent("device", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["device"] == data["environment"]["cpu"] == device_identity()
+    found = {r["name"]: r for r in data["runtimes"]}
+    # the agent's own environment: ONNX Runtime and LiteRT start, OpenVINO is not installed (its extra is named)
+    assert found["onnxruntime"]["available"] and found["litert"]["available"]
+    assert found["openvino"] == {"name": "openvino", "available": False, "versions": {}, "problem": "not installed",
+                                 "install": "pip install 'netcut-agent[openvino]'"}
+    text = agent("device").stdout
+    assert f"device: {device_identity()}" in text and "missing  openvino: not installed" in text

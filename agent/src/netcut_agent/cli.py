@@ -136,10 +136,13 @@ def serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     host, port = str(server.server_address[0]), server.server_address[1]
-    print(f"netcut-agent {__version__} serving on http://{host}:{port} (runtimes: {', '.join(sorted(RUNTIMES))})",
-          flush=True)
+    print(f"netcut-agent {__version__} serving on http://{host}:{port} (device: {machine()['cpu']})", flush=True)
     if not args.token_file:
         print(f"token: {agent.token}", flush=True)
+    found = agent.runtimes()
+    print(f"runtimes: {', '.join(r.text() for r in found if r.available) or 'none'}", flush=True)
+    for missing in (r for r in found if not r.available):
+        print(f"not available: {missing.text()}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -177,6 +180,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def device(as_json: bool) -> int:
+    """Print the device's identity and the runtimes that start here (exit 0 when at least one does)."""
+    from netcut_agent.available import probe_runtimes
+
+    env, found = machine(), probe_runtimes()
+    if as_json:
+        print(json.dumps({"device": env["cpu"], "environment": env, "runtimes": [r.to_json() for r in found]},
+                         indent=2))
+    else:
+        print(f"device: {env['cpu']} ({env['machine']}, {env['cores']} cores, Python {env['python']})")
+        for status in found:
+            print(f"  {'ok     ' if status.available else 'missing'}  {status.text()}")
+    return 0 if any(r.available for r in found) else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `netcut-agent`."""
     parser = argparse.ArgumentParser(prog="netcut-agent", description=__doc__.splitlines()[0],
@@ -210,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("bundle", type=Path, help="the .ncbundle file")
     r.add_argument("--out", type=Path, required=True, help="where to write the latency table (JSON)")
     r.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the bundle's, else all cores)")
+    d = commands.add_parser("device", help="what this device is and which runtimes start here (with versions)")
+    d.add_argument("--json", action="store_true", help="print JSON: identity, environment, runtimes")
     args = parser.parse_args(argv)
+    if args.command == "device":
+        return device(args.json)
     if args.command == "serve":
         return serve(args)
     if args.command == "run":

@@ -3,7 +3,8 @@
 Routes (JSON replies; every route but /v1/health needs `Authorization: Bearer TOKEN`):
 
     GET    /v1/health                                    up or not (no token)
-    GET    /v1/device                                    the device's environment and installed runtimes
+    GET    /v1/device                                    the device's identity and environment, the runtimes
+                                                         that start here (versions) and those that do not (why)
     POST   /v1/measure?format=onnx|tflite|openvino[&runtime=R][&threads=N][&repeats=R][&warmup=W][&shape=1,3,H,W]
                                                          body: one model file; p50/p90/p99/mean/std (ms), peak
                                                          memory, load and first-inference times, environment
@@ -40,6 +41,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 
 from netcut_agent import __version__
+from netcut_agent.available import RuntimeStatus, probe_runtimes
 from netcut_agent.runtimes import RUNTIMES
 from netcut_agent.timing import TimingConfig, machine
 from netcut_agent.worker import WorkerFailure, WorkerProcess
@@ -101,13 +103,27 @@ def _shape(query: dict[str, list[str]]) -> tuple[int, ...] | None:
 class Agent:
     """The server's state: runtime worker processes, sessions, and the one lock every measurement takes."""
 
-    def __init__(self, token: str, max_body: int, default_threads: int, idle_timeout_s: float = IDLE_TIMEOUT_S
-                 ) -> None:
+    def __init__(self, token: str, max_body: int, default_threads: int, idle_timeout_s: float = IDLE_TIMEOUT_S,
+                 runtimes: list[RuntimeStatus] | None = None) -> None:
         self.token, self.max_body, self.default_threads = token, max_body, default_threads
         self.idle_timeout_s = idle_timeout_s
+        self._runtimes = runtimes  # which runtimes import and start here: probed once, when first asked
         self.job = threading.Lock()  # one job at a time: measurements never overlap
         self.workers: dict[tuple[str, int], WorkerProcess] = {}
         self.sessions: dict[str, tuple[WorkerProcess, float]] = {}
+
+    def runtimes(self) -> list[RuntimeStatus]:
+        """The runtimes as they are here (each tried in a process of its own, once)."""
+        if self._runtimes is None:
+            self._runtimes = probe_runtimes()
+        return self._runtimes
+
+    def refuse_unavailable(self, runtime: str) -> None:
+        """A 400 naming why a runtime does not start here and what installs it."""
+        for status in self.runtimes():
+            if status.name == runtime and not status.available:
+                raise HttpError(400, f"runtime {runtime} is not available on this device: {status.problem}; fix: "
+                                f"{status.install} in the agent's environment")
 
     def authorized(self, header: str | None) -> bool:
         """Whether the Authorization header carries the token (compared in constant time)."""
@@ -130,6 +146,7 @@ class Agent:
         runtime = query.get("runtime", [RUNTIME_OF_FORMAT[fmt]])[0]
         if fmt not in FORMATS_OF_RUNTIME.get(runtime, ()):
             raise HttpError(400, f"runtime {runtime!r} does not load {fmt} files")
+        self.refuse_unavailable(runtime)
         check_model(body, fmt)
         threads = _int(query, "threads", self.default_threads, 1, 1024)
         config = TimingConfig(_int(query, "warmup", 5, 0, 10_000), _int(query, "repeats", 30, 1, 100_000))
@@ -159,6 +176,7 @@ class Agent:
         runtime = query.get("runtime", [""])[0]
         if runtime not in RUNTIMES:
             raise HttpError(400, f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.refuse_unavailable(runtime)
         threads = _int(query, "threads", self.default_threads, 1, 1024)
         with self.job:
             if len(self.sessions) >= MAX_SESSIONS:  # the least recently used one goes
@@ -270,7 +288,9 @@ JSON = "application/json"
 
 
 def _device(agent: Agent, args: list[str], body: bytes, query: dict[str, list[str]]) -> Reply:
-    return {"environment": machine(), "runtimes": sorted(RUNTIMES), "agent": __version__}, JSON
+    found = agent.runtimes()
+    return {"environment": machine(), "runtimes": [r.name for r in found if r.available],
+            "runtime_status": [r.to_json() for r in found], "agent": __version__}, JSON
 
 
 def _close(agent: Agent, args: list[str], body: bytes, query: dict[str, list[str]]) -> Reply:
@@ -402,5 +422,5 @@ def create_server(host: str, port: int, token: str | None = None, max_body: int 
     if host not in LOOPBACK and not allow_remote:
         raise ValueError(f"binding to {host} exposes the agent beyond this machine: pass --allow-remote (and put "
                          "TLS in front of it: a reverse proxy or an SSH tunnel)")
-    agent = Agent(token or secrets.token_urlsafe(24), max_body, threads, idle_timeout_s)
+    agent = Agent(token or secrets.token_urlsafe(24), max_body, threads, idle_timeout_s, probe_runtimes())
     return BoundedServer((host, port), make_handler(agent), max_connections), agent

@@ -7,9 +7,9 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from netcut_agent.identity import device_identity, read_text
 from netcut_agent.stats import LatencyStats, summarize
 
 
@@ -108,37 +108,18 @@ class ChainCall:
         return [summarize(s[skip:]) for s in self.stage_ms]
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name, as the OS reports it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
 def machine() -> dict[str, Any]:
     """What a latency depends on besides the model: CPU, cores, OS, Python, governor and temperature if readable."""
-    env: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
+    env: dict[str, Any] = {"cpu": device_identity(), "cores": os.cpu_count(), "machine": platform.machine(),
                            "os": platform.platform(), "python": platform.python_version(),
                            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    governor = read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     if governor:
         env["governor"] = governor
-    frequency = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    frequency = read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     if frequency and frequency.isdigit():
         env["frequency_mhz"] = int(frequency) // 1000
-    temperature = _read("/sys/class/thermal/thermal_zone0/temp")
+    temperature = read_text("/sys/class/thermal/thermal_zone0/temp")
     if temperature and temperature.lstrip("-").isdigit():
         env["temperature_c"] = int(temperature) / 1000
     return env

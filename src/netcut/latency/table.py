@@ -74,6 +74,12 @@ class LatencyTable:
     cost_s: dict[str, float] = field(default_factory=dict)
     accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # estimator -> {mape_pct, within10_pct, n}
 
+    @property
+    def device(self) -> str:
+        """The device it was measured on, as its agent or this machine identifies itself (a board's model and cores
+        on ARM, the CPU's name on x86)."""
+        return str(self.environment.get("cpu", ""))
+
     def row(self, name: str) -> CutLatency:
         """The row of a cut."""
         for row in self.cuts:

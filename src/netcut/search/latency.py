@@ -38,9 +38,9 @@ def estimated_size(cut: CutPoint, precision: str) -> int:
 TableKey = tuple[str, str, str]  # fingerprint, backend, precision
 
 
-def load_tables(ctx: RunContext) -> dict[TableKey, tuple[LatencyTable, str]]:
+def load_tables(ctx: RunContext) -> dict[TableKey, list[tuple[LatencyTable, str]]]:
     """Latency tables by (fingerprint, backend, precision); each must belong to one of the models and match the run."""
-    tables: dict[TableKey, tuple[LatencyTable, str]] = {}
+    tables: dict[TableKey, list[tuple[LatencyTable, str]]] = {}
     by_fingerprint = {n.traced.fingerprint(): n for n in ctx.networks.values()}
     for path in ctx.config.latency_tables:
         table = LatencyTable.load(path)
@@ -60,8 +60,32 @@ def load_tables(ctx: RunContext) -> dict[TableKey, tuple[LatencyTable, str]]:
         missing = [c.name for c in net.cuts if c.name not in {r.name for r in table.cuts}]
         if missing:
             raise NetcutError(f"latency table {path!r} lacks cut {missing[0]!r}", "re-profile the model")
-        tables[(table.fingerprint, table.backend, table.precision)] = (table, path)
+        tables.setdefault((table.fingerprint, table.backend, table.precision), []).append((table, path))
     return tables
+
+
+def table_for(ctx: RunContext, target: Target, given: list[tuple[LatencyTable, str]]
+              ) -> tuple[LatencyTable, str] | None:
+    """The table measured on this target's device. Exploring here for one device, any one table counts (it says
+    which device the run is for); with devices given, a table counts for the device it was measured on alone, and one
+    measured on none of them is refused: a table from one board is never taken for another's."""
+    if not given:
+        return None
+    if target.name == "local":
+        if len({t.device for t, _ in given}) > 1:
+            raise NetcutError(f"latency tables {', '.join(repr(p) for _, p in given)} were measured on different "
+                              f"devices ({', '.join(sorted({t.device for t, _ in given}))}) for the same model, "
+                              "runtime and precision", "pass one device's table, or explore with --device for each")
+        return given[0]
+    mine = [(t, p) for t, p in given if t.device == target.machine_info.get("cpu")]
+    devices = {str(t.machine_info.get("cpu")) for t in ctx.targets}
+    for table, path in given:
+        if table.device not in devices:
+            raise NetcutError(f"latency table {path!r} was measured on {table.device or 'an unnamed device'}, which "
+                              f"is none of the devices explored ({', '.join(sorted(devices))})",
+                              "profile the model on each device (netcut profile --device URL --out T.json) and pass "
+                              "those tables")
+    return mine[0] if mine else None
 
 
 @dataclass(frozen=True)
@@ -113,9 +137,9 @@ def estimate_latencies(ctx: RunContext) -> list[Candidate]:
             for backend in ctx.config.backends:
                 for precision in ctx.config.precisions:
                     job = LatencyJob(net.name, backend, precision, target.name)
-                    table_key = (net.traced.fingerprint(), backend, precision)
-                    if table_key in tables:
-                        table, path = tables[table_key]
+                    picked = table_for(ctx, target, tables.get((net.traced.fingerprint(), backend, precision), []))
+                    if picked is not None:
+                        table, path = picked
                         rows = {c.name: table.row(c.name) for c in net.cuts}
                         found[job] = ({n: r.best() for n, r in rows.items()},
                                       {n: r.size_bytes for n, r in rows.items()}, f"table:{path}",
