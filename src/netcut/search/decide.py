@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import takewhile
 
 from netcut.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
 from netcut.types import CandidateId, Percentiles
@@ -44,21 +45,32 @@ def val_loss(record: TrainingRecord) -> float:
     return float(record.metrics.get("val", {}).get("loss", math.inf))
 
 
+def _pairs(candidates: list[Candidate], records: list[TrainingRecord]) -> list[Ranked]:
+    """Every (record, candidate) that matches, candidates in order and each one's records in order; records are
+    looked up by network, cut, precision and head (the report decides at hundreds of deadlines)."""
+    by_key: dict[tuple[str, str, str, str], list[TrainingRecord]] = {}
+    for r in records:
+        by_key.setdefault((r.backbone, r.cut, r.precision, r.head), []).append(r)
+    return [(r, c) for c in candidates for r in by_key.get((c.id.backbone, c.id.cut, c.id.precision, c.id.head), ())
+            if r.matches(c)]
+
+
 def _ranked(candidates: list[Candidate], records: list[TrainingRecord]) -> list[Ranked]:
     """(record, candidate) pairs, most accurate first. Scores within the validation set's noise of the best one left
     (score_noise) are a tie, won by the lower validation loss. Exact ties (equal scores, equal or unknown losses) go to
     the clearly faster (estimates more than TIE_SPEED_PCT apart); among equally fast ones to the frozen trunk, fewer
     MACs, then by name: two runs whose timings differ a little break a tie alike."""
-    pairs = sorted(((r, c) for c in candidates for r in records if r.matches(c)),
-                   key=lambda rc: (-rc[0].val_score, rc[1].estimate.p50))
+    pairs = sorted(_pairs(candidates, records), key=lambda rc: (-rc[0].val_score, rc[1].estimate.p50))
     ranked: list[Ranked] = []
     while pairs:
         top = pairs[0][0]
-        band = [rc for rc in pairs if rc[0].val_score >= top.val_score - score_noise(top)]
+        floor = top.val_score - score_noise(top)
+        band = list(takewhile(lambda rc: rc[0].val_score >= floor, pairs))  # pairs stay sorted by score
         first = min(band, key=lambda rc: (val_loss(rc[0]), -rc[0].val_score))
         exact = [rc for rc in band if (rc[0].val_score, val_loss(rc[0])) == (first[0].val_score, val_loss(first[0]))]
         ranked.extend(_exact_ties(exact))
-        pairs = [rc for rc in pairs if rc not in exact]
+        taken = {id(rc) for rc in exact}
+        pairs = [rc for rc in pairs if id(rc) not in taken]
     return ranked
 
 
