@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import takewhile
 
 from netcut.results import Candidate, Choice, Deadline, Decision, Rejection, TrainingRecord
 from netcut.types import CandidateId, Percentiles
@@ -65,7 +64,11 @@ def _ranked(candidates: list[Candidate], records: list[TrainingRecord]) -> list[
     while pairs:
         top = pairs[0][0]
         floor = top.val_score - score_noise(top)
-        band = list(takewhile(lambda rc: rc[0].val_score >= floor, pairs))  # pairs stay sorted by score
+        band: list[Ranked] = []
+        for rc in pairs:  # pairs stay sorted by score: the band is their head
+            if rc[0].val_score < floor:
+                break
+            band.append(rc)
         first = min(band, key=lambda rc: (val_loss(rc[0]), -rc[0].val_score))
         exact = [rc for rc in band if (rc[0].val_score, val_loss(rc[0])) == (first[0].val_score, val_loss(first[0]))]
         ranked.extend(_exact_ties(exact))
