@@ -97,8 +97,8 @@ def _groups(result: ExploreResult) -> list[dict[str, Any]]:
     return groups
 
 
-def _outcome(result: ExploreResult, decision: Decision, calls: list[CloseCall] | tuple[CloseCall, ...],
-             untrained: tuple[CandidateId, ...], explored: bool) -> dict[str, Any]:
+def _outcome(decision: Decision, calls: list[CloseCall] | tuple[CloseCall, ...], untrained: tuple[CandidateId, ...],
+             explored: bool) -> dict[str, Any]:
     """One deadline's outcome as the page shows it (the documented --json fields of the choices)."""
     chosen, base = decision.chosen, decision.best_off_the_shelf
     status = "none"
@@ -119,10 +119,10 @@ def _outcome(result: ExploreResult, decision: Decision, calls: list[CloseCall] |
             "reason": decision.reason, "explored": explored}
 
 
-def _step_json(result: ExploreResult, step: Step) -> dict[str, Any]:
+def _step_json(step: Step) -> dict[str, Any]:
     return {"low": step.low, "high": None if step.high == float("inf") else step.high,
             "low_included": step.low_included, "high_included": step.high_included,
-            **_outcome(result, step.decision, step.calls, step.untrained, False)}
+            **_outcome(step.decision, step.calls, step.untrained, False)}
 
 
 def _depth(result: ExploreResult) -> list[dict[str, Any]]:
@@ -168,8 +168,8 @@ def page_data(result: ExploreResult, verified: list[LatencyRecord]) -> dict[str,
     template = Deadline(1.0, cfg["percentile"], cfg["margin"], cfg.get("max_model_mb"), cfg.get("max_ram_mb"))
     steps = decision_steps(template, list(result.candidates), list(result.records), cfg["strategy"], cfg["top_k"],
                            measured, memory)
-    explored = [{"deadline_ms": d.deadline.ms, **_outcome(result, d, close_calls(d, list(result.candidates),
-                                                                                  list(result.records)), (), True)}
+    explored = [{"deadline_ms": d.deadline.ms,
+                 **_outcome(d, close_calls(d, list(result.candidates), list(result.records)), (), True)}
                 for d in result.decisions]
     latencies = [c.estimate.p50 for c in result.candidates] + [d.deadline.ms for d in result.decisions]
     chosen = next((d.chosen.candidate.id for d in result.decisions if d.chosen), None)
@@ -177,7 +177,7 @@ def page_data(result: ExploreResult, verified: list[LatencyRecord]) -> dict[str,
             "percentile": cfg["percentile"], "margin": cfg["margin"],
             "fine_tunes": any(r.finetune_blocks for r in result.records),
             "strategy": cfg["strategy"], "points": _points(result, measured), "groups": _groups(result),
-            "steps": [_step_json(result, s) for s in steps], "explored": explored,
+            "steps": [_step_json(s) for s in steps], "explored": explored,
             "slider": {"low": min(latencies) / 2, "high": max(latencies) * 2,
                        "start": result.decisions[0].deadline.ms if result.decisions else max(latencies)},
             "first_group": None if chosen is None else f"{chosen.backend} {chosen.precision}",
